@@ -1,0 +1,141 @@
+"""The U-Net of Ronneberger et al. (2015), with the options people actually use.
+
+Per level: two 3x3 convolutions with ReLU (optionally batch norm), 2x2 max
+pooling on the way down, a 2x2 up-convolution that halves the channels on the
+way up, the skip connection centre-cropped and concatenated, and a final 1x1
+convolution. The defaults are the paper's: depth 5, width 64, unpadded
+convolutions, 2 classes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from biounet.model.geometry import Geometry
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Everything needed to rebuild the network (stored in model files)."""
+
+    in_channels: int = 1
+    out_channels: int = 2
+    depth: int = 5
+    width: int = 64
+    padding: str = "valid"
+    batch_norm: bool = False
+    dropout: float = 0.0
+    head: str = "classification"
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.head not in ("classification", "regression"):
+            raise ValueError(f"head must be 'classification' or 'regression', got {self.head!r}")
+        if self.in_channels < 1 or self.out_channels < 1 or self.width < 1:
+            raise ValueError("in_channels, out_channels and width must be positive")
+        Geometry(self.depth, self.padding)  # validates depth and padding
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "UNetConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown U-Net config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+def _double_conv(cin: int, cout: int, pad: int, batch_norm: bool) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for c in (cin, cout):
+        layers.append(nn.Conv2d(c, cout, 3, padding=pad, bias=not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(cout))
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The centre `height` x `width` window of an NCHW tensor."""
+    top = (x.shape[-2] - height) // 2
+    left = (x.shape[-1] - width) // 2
+    return x[..., top : top + height, left : left + width]
+
+
+class UNet(nn.Module):
+    """U-Net returning raw scores (logits, or the regression output).
+
+    Use `predict` for inference: softmax over classes for a classification head,
+    the linear output for a regression head.
+    """
+
+    def __init__(self, config: UNetConfig | None = None, **kwargs) -> None:
+        super().__init__()
+        if config is None:
+            config = UNetConfig(**kwargs)
+        elif kwargs:
+            raise TypeError("pass either a UNetConfig or keyword options, not both")
+        self.config = config
+        self.geometry = Geometry(config.depth, config.padding)
+        pad = 1 if config.padding == "same" else 0
+        widths = [config.width * 2**level for level in range(config.depth)]
+
+        self.down = nn.ModuleList()
+        cin = config.in_channels
+        for w in widths:
+            self.down.append(_double_conv(cin, w, pad, config.batch_norm))
+            cin = w
+        self.pool = nn.MaxPool2d(2)
+        self.dropout = nn.Dropout2d(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.up = nn.ModuleList()
+        self.up_conv = nn.ModuleList()
+        for w in reversed(widths[:-1]):
+            self.up.append(nn.ConvTranspose2d(2 * w, w, 2, stride=2))
+            self.up_conv.append(_double_conv(2 * w, w, pad, config.batch_norm))
+        self.head = nn.Conv2d(widths[0], config.out_channels, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """He initialisation (std sqrt(2/N), N = inputs of one unit), as in the paper."""
+        for m in self.modules():
+            if isinstance(m, nn.ConvTranspose2d):
+                # Stride 2 with a 2x2 kernel: each output pixel sees one tap per input channel.
+                fan_in = m.in_channels
+            elif isinstance(m, nn.Conv2d):
+                fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+            else:
+                continue
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_in))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for level, block in enumerate(self.down):
+            if level:
+                x = self.pool(x)
+            x = block(x)
+            skips.append(x)
+        x = self.dropout(skips.pop())
+        for up, conv in zip(self.up, self.up_conv):
+            x = up(x)
+            skip = skips.pop()
+            x = conv(torch.cat([center_crop(skip, x.shape[-2], x.shape[-1]), x], dim=1))
+        return self.head(x)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference output: class probabilities, or the regression output."""
+        y = self(x)
+        return torch.softmax(y.float(), dim=1) if self.config.head == "classification" else y.float()
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,59 @@
+"""Choosing the device and preparing a network to run fast on it."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from biounet.model.unet import UNet
+
+
+class DeviceError(ValueError):
+    """A device that does not exist here."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` (CUDA if there is one, else CPU), `cpu`, `cuda` or `cuda:i`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {name!r} asked for, but this machine has no CUDA GPU; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"{name} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type != "cpu":
+        raise DeviceError(f"unsupported device {name!r}: use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def cpu_threads() -> int:
+    """Cores this process may use (respects affinity masks set by schedulers like SLURM)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def prepare(net: UNet, device: torch.device) -> UNet:
+    """Eval mode on `device`; channels_last memory on the CPU (about 2x faster there)."""
+    net = net.eval().to(device)
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads())
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def run(net: UNet, batch: torch.Tensor) -> torch.Tensor:
+    """Inference on a batch: channels_last on the CPU, mixed precision on CUDA."""
+    device = next(net.parameters()).device
+    if device.type == "cpu":
+        batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return net.predict(batch)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
+        return net.predict(batch.to(device, non_blocking=True))

@@ -1,0 +1,228 @@
+"""Running blocks: read (mirror-padded window), predict (tiles), write (zarr).
+
+A `Job` is a small picklable description of the whole run; every process turns
+it into a `Context` once (image opened, model loaded, network prepared) and
+reuses it for all its blocks. The local runner overlaps reading the next
+blocks and writing finished ones with the network's work on the current one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import torch
+import zarr
+
+from biounet.model.file import ModelSpec, load_model
+from biounet.model.geometry import Geometry
+from biounet.model.unet import UNet
+from biounet.plan.blocks import Block
+from biounet.plan.mirror import mirror_window
+from biounet.predict.device import prepare, resolve_device
+from biounet.predict.normalize import normalize
+from biounet.predict.tiles import block_window, predict_block
+from biounet.read.image import open_image
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs to process blocks of one run (picklable)."""
+
+    input: str
+    output: str
+    model: str
+    level: int = 0
+    axes: str | None = None
+    channels: tuple[int, ...] | None = None
+    device: str = "auto"
+    tile: int = 572
+    batch: int = 1
+    stats: tuple[tuple[float, float], ...] = ((0.0, 1.0),)
+    probabilities: str | None = None  # None, "float16" or "uint8"
+
+
+class BlockError(RuntimeError):
+    """A block that failed, with the block named."""
+
+
+class Context:
+    """A job opened in one process: image, network, output arrays."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        image = open_image(job.input, job.axes)
+        self.data = image.levels[job.level]
+        self.axes = image.axes
+        self.net, self.spec = load_model(job.model)
+        self.device = resolve_device(job.device)
+        self.net = prepare(self.net, self.device)
+        self.geometry = Geometry(self.spec.unet.depth, self.spec.unet.padding)
+        self.stats = np.asarray(job.stats, dtype=np.float64)
+        self._lock = threading.Lock()
+
+    @cached_property
+    def classes(self) -> zarr.Array:
+        return zarr.open_array(self.job.output, path="labels/classes/0", mode="r+")
+
+    @cached_property
+    def probabilities(self) -> zarr.Array:
+        return zarr.open_array(self.job.output, path="probabilities/0", mode="r+")
+
+    def plane(self, block: Block):
+        """The (C, Y, X) dask view of the block's plane, channels selected."""
+        index: list = []
+        plane = iter(block.plane)
+        for a in self.axes:
+            index.append(next(plane) if a in "tz" else slice(None))
+        arr = self.data[tuple(index)]
+        if "c" not in self.axes:
+            return arr[None]
+        return arr if self.job.channels is None else arr[list(self.job.channels)]
+
+    def read(self, block: Block) -> np.ndarray:
+        """The block's normalised input window, mirrored beyond the slide's edges."""
+        plane = self.plane(block)
+        y0, y1, x0, x1, _, _ = block_window(block, self.job.tile, self.geometry)
+        raw = mirror_window(
+            lambda ys, xs: plane[:, ys, xs].compute(scheduler="synchronous"),
+            plane.shape[-2:], y0, y1, x0, x1,
+        )
+        return normalize(raw, self.stats)
+
+    def predict(self, block: Block, window: np.ndarray) -> np.ndarray:
+        return predict_block(self.net, window, block, self.job.tile, self.geometry, self.job.batch)
+
+    def write(self, block: Block, output: np.ndarray) -> None:
+        ys, xs = slice(block.y0, block.y1), slice(block.x0, block.x1)
+        self.classes[block.plane + (ys, xs)] = class_map(output, self.spec)
+        if self.job.probabilities:
+            probs = encode_probabilities(output, self.job.probabilities)
+            c_at = 1 if len(block.plane) and "t" in self.axes else 0
+            index = block.plane[:c_at] + (slice(None),) + block.plane[c_at:] + (ys, xs)
+            self.probabilities[index] = probs
+
+
+def class_map(output: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """uint8 class per pixel: argmax of the classes, or foreground > 0.5 for regression."""
+    if spec.unet.head == "classification":
+        return output.argmax(axis=0).astype(np.uint8)
+    return (output[0] > 0.5).astype(np.uint8)
+
+
+def encode_probabilities(output: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "uint8":
+        return np.clip(np.rint(output * 255.0), 0, 255).astype(np.uint8)
+    return output.astype(np.float16)
+
+
+_CONTEXTS: dict[Job, Context] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def context(job: Job) -> Context:
+    """The process's Context for `job`: opened once, reused for every block."""
+    with _CONTEXTS_LOCK:
+        if job not in _CONTEXTS:
+            _CONTEXTS.clear()
+            _CONTEXTS[job] = Context(job)
+        return _CONTEXTS[job]
+
+
+def process_block(job: Job, block: Block) -> str:
+    """Read, predict and write one block (the unit of work of distributed runs)."""
+    ctx = context(job)
+    ctx.write(block, ctx.predict(block, ctx.read(block)))
+    return block.key()
+
+
+def run_local(job: Job, blocks: Iterable[Block], on_done: Callable[[Block], None] | None = None, prefetch: int = 2, workers: int = 1) -> None:
+    """Process `blocks` in this process: reads and writes in thread pools, the network
+    on `workers` threads; at most `prefetch` blocks read ahead per network thread."""
+    ctx = context(job)
+    blocks = list(blocks)
+    lock = threading.Lock()
+    failure: list[BaseException] = []
+
+    def fail(block: Block, err: BaseException) -> None:
+        if not failure:
+            failure.append(BlockError(f"block {block.key()} failed: {type(err).__name__}: {err}"))
+            failure[0].__cause__ = err
+
+    with ThreadPoolExecutor(max(2, workers), thread_name_prefix="biounet-read") as readers, \
+            ThreadPoolExecutor(2, thread_name_prefix="biounet-write") as writers:
+        pending: list[Future] = []
+        reads: dict[int, Future] = {}
+        nxt = iter(range(len(blocks)))
+        queue_lock = threading.Lock()
+
+        def schedule_reads(count: int) -> None:
+            with queue_lock:
+                for _ in range(count):
+                    i = next(nxt, None)
+                    if i is None:
+                        return
+                    reads[i] = readers.submit(ctx.read, blocks[i])
+
+        def network_loop(start: int, step: int) -> None:
+            for i in range(start, len(blocks), step):
+                if failure:
+                    return
+                block = blocks[i]
+                try:
+                    while i not in reads:
+                        schedule_reads(1)
+                    window = reads.pop(i).result()
+                    schedule_reads(1)
+                    output = ctx.predict(block, window)
+                except BaseException as err:  # noqa: BLE001 - reported with the block named
+                    fail(block, err)
+                    return
+                fut = writers.submit(ctx.write, block, output)
+
+                def done(f: Future, block: Block = block) -> None:
+                    if f.exception() is not None:
+                        fail(block, f.exception())
+                    elif on_done is not None:
+                        with lock:
+                            on_done(block)
+
+                fut.add_done_callback(done)
+                pending.append(fut)
+
+        schedule_reads(prefetch * max(1, workers))
+        if workers <= 1:
+            network_loop(0, 1)
+        else:
+            threads = [threading.Thread(target=network_loop, args=(w, workers)) for w in range(workers)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        for fut in pending:
+            fut.exception()
+        for fut in reads.values():
+            fut.cancel()
+    if failure:
+        raise failure[0]
+
+
+def forward_whole(net: UNet, image: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Reference: one pass of the network over the whole mirror-padded image (C, H, W).
+
+    Used by tests to check that tiled prediction equals an untiled one.
+    """
+    h, w = image.shape[-2:]
+    m = geometry.margin
+    in_h = geometry.input_size(h)
+    in_w = geometry.input_size(w)
+    window = mirror_window(lambda ys, xs: image[:, ys, xs], (h, w), -m, in_h - m, -m, in_w - m)
+    with torch.inference_mode():
+        y = net.predict(torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[None])[0].numpy()
+    if y.shape[-1] == in_w:
+        y = y[:, m:, m:]
+    return y[:, :h, :w]

@@ -1,0 +1,31 @@
+"""How much memory a tile needs, and the largest tile that fits a budget."""
+
+from __future__ import annotations
+
+from biounet.model.geometry import Geometry
+from biounet.model.unet import UNetConfig
+
+# Live float32 tensors at full resolution during inference, in units of
+# width x tile^2: the kept skip (1), the up-convolution output (1), the
+# concatenation (2) and the first decoder convolution (1), plus slack for the
+# allocator. Checked against measured peak RSS in benchmarks/.
+ACTIVATION_FACTOR = 6.0
+
+
+def tile_bytes(config: UNetConfig, tile_in: int) -> int:
+    """Estimated peak activation memory of one tile in the forward pass."""
+    return int(ACTIVATION_FACTOR * config.width * tile_in * tile_in * 4 + 4 * config.in_channels * tile_in**2)
+
+
+def choose_tile(config: UNetConfig, block: int, memory_limit: int) -> int:
+    """The largest valid tile not larger than needed to cover `block`, within `memory_limit`."""
+    geometry = Geometry(config.depth, config.padding)
+    best = geometry.input_size(block)
+    while best > geometry.min_input and tile_bytes(config, best) > memory_limit:
+        best -= geometry.align
+    return best
+
+
+def choose_batch(config: UNetConfig, tile_in: int, memory_limit: int, tiles_per_block: int) -> int:
+    """How many tiles to run at once within `memory_limit` (at least 1)."""
+    return max(1, min(tiles_per_block, memory_limit // max(tile_bytes(config, tile_in), 1)))

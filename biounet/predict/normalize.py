@@ -1,0 +1,91 @@
+"""Input normalisation as a model defines it, with statistics from a small sample.
+
+Percentile statistics come from the lowest pyramid level that still has enough
+pixels, or from a deterministic sample of chunks: never from the whole slide in
+memory, and always the same for the same slide (so cluster runs agree).
+"""
+
+from __future__ import annotations
+
+import math
+
+import dask.array as da
+import numpy as np
+
+SAMPLE_PIXELS = 2**22  # ~4 Mpx per channel is plenty for percentiles
+MIN_LEVEL_PIXELS = 2**18  # a pyramid level with fewer pixels per plane is too coarse
+
+
+def sample_for_stats(levels: list[da.Array], axes: str, channels: list[int] | None) -> np.ndarray:
+    """A (C, N) float64 sample of pixel values, C = selected channels.
+
+    Picks the smallest level with at least MIN_LEVEL_PIXELS per plane (or level 0);
+    if that level is still large, takes evenly spaced chunks of it.
+    """
+    def plane_pixels(arr: da.Array) -> int:
+        return arr.shape[axes.index("y")] * arr.shape[axes.index("x")]
+
+    level = levels[0]
+    for candidate in levels[1:]:
+        if plane_pixels(candidate) >= MIN_LEVEL_PIXELS:
+            level = candidate
+    arr = level
+    if "c" in axes:
+        arr = da.moveaxis(arr, axes.index("c"), 0)
+        if channels is not None:
+            arr = arr[channels]
+    else:
+        arr = arr[None]
+    nchan = arr.shape[0]
+    per_channel = arr.size // nchan
+    if per_channel <= SAMPLE_PIXELS:
+        values = arr.reshape(nchan, -1).compute(scheduler="threads")
+        return values.astype(np.float64)
+    # Evenly spaced chunks over the block grid (excluding the channel axis).
+    grid = arr.numblocks[1:]
+    nblocks = math.prod(grid)
+    chunk_px = math.prod(max(c) for c in arr.chunks[1:])
+    want = max(1, min(nblocks, math.ceil(SAMPLE_PIXELS / max(chunk_px, 1))))
+    picks = np.unique(np.linspace(0, nblocks - 1, want).round().astype(int))
+    parts = []
+    for flat in picks:
+        idx = np.unravel_index(flat, grid)
+        sl = tuple(slice(sum(ch[:i]), sum(ch[: i + 1])) for ch, i in zip(arr.chunks[1:], idx))
+        parts.append(arr[(slice(None),) + sl].reshape(nchan, -1))
+    values = da.concatenate(parts, axis=1).compute(scheduler="threads")
+    return values.astype(np.float64)
+
+
+def normalization_stats(sample: np.ndarray, spec: dict) -> np.ndarray:
+    """Per-channel (low, high) pairs, shape (C, 2), for a normalisation spec."""
+    method = spec.get("method", "none")
+    nchan = sample.shape[0]
+    if method == "none":
+        return np.tile([0.0, 1.0], (nchan, 1))
+    if method == "fixed":
+        return np.tile([float(spec["low"]), float(spec["high"])], (nchan, 1))
+    finite = [row[np.isfinite(row)] for row in sample]
+    if method == "percentile":
+        q = [float(spec.get("low", 1.0)), float(spec.get("high", 99.8))]
+        stats = np.array([np.percentile(v, q) if v.size else [0.0, 1.0] for v in finite])
+    elif method == "minmax":
+        stats = np.array([[v.min(), v.max()] if v.size else [0.0, 1.0] for v in finite])
+    else:
+        raise ValueError(f"unknown normalisation method {method!r}")
+    flat = stats[:, 1] <= stats[:, 0]
+    stats[flat, 1] = stats[flat, 0] + 1.0  # a constant image maps to 0, not to inf
+    return stats
+
+
+def normalize(block: np.ndarray, stats: np.ndarray) -> np.ndarray:
+    """Scale a (C, H, W) block to float32 with per-channel (low, high) -> (0, 1).
+
+    NaN and infinite input values become 0 after scaling (documented choice:
+    they are treated as background, never propagated into the network).
+    """
+    low = stats[:, 0].astype(np.float32)[:, None, None]
+    scale = (1.0 / (stats[:, 1] - stats[:, 0])).astype(np.float32)[:, None, None]
+    out = (block.astype(np.float32) - low) * scale
+    if not np.isfinite(out).all():
+        out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    return out

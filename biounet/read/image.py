@@ -1,0 +1,278 @@
+"""Open a slide lazily: a dask array with named axes, pixel size and pyramid levels.
+
+TIFF family files (TIFF, OME-TIFF, BigTIFF, pyramids in series levels or
+SubIFDs) go through tifffile's zarr interface and zarr arrays / OME-Zarr images
+through zarr, so nothing is read until a region is asked for. Axes are always
+returned in NGFF order, a subset of "tczyx"; RGB samples become the "c" axis.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import tifffile
+import zarr
+
+CANONICAL = "tczyx"
+TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".ome.tif", ".ome.tiff", ".svs", ".ndpi")
+_TIFF_AXES = {"T": "t", "C": "c", "S": "c", "Z": "z", "Y": "y", "X": "x", "I": "t", "Q": "t", "E": "c"}
+
+
+class ImageReadError(ValueError):
+    """A path that cannot be read as an image (with a message saying why)."""
+
+
+class InputNotFoundError(ImageReadError):
+    """The input path does not exist (a usage error)."""
+
+
+@dataclass
+class Image:
+    """A lazily opened slide.
+
+    data: level 0 as a dask array in `axes` order (a subset of "tczyx").
+    levels: every pyramid level (levels[0] is data), same axes.
+    pixel_size: {"y": (size, unit), "x": (size, unit), ...} where known.
+    source: how to reopen it inside another process (see `reopen`).
+    """
+
+    path: Path
+    data: da.Array
+    axes: str
+    levels: list[da.Array]
+    pixel_size: dict[str, tuple[float, str]] = field(default_factory=dict)
+    format: str = ""
+    channel_names: list[str] | None = None
+    chunks: tuple[int, ...] = ()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    def size(self, axis: str) -> int:
+        """Length of `axis`, 1 if the image has no such axis."""
+        return self.data.shape[self.axes.index(axis)] if axis in self.axes else 1
+
+
+def open_image(path: str | os.PathLike, axes: str | None = None) -> Image:
+    """Open `path` lazily (see module docstring); `axes` overrides a guessed axis order."""
+    path = Path(path)
+    if not path.exists():
+        raise InputNotFoundError(f"input not found: {path}; check the path")
+    if path.is_dir():
+        if not (path / ".zgroup").exists() and not (path / ".zarray").exists() and not (path / "zarr.json").exists():
+            raise ImageReadError(f"{path} is a directory but not a zarr store; pass an image file or a .zarr folder")
+        return _open_zarr(path, axes)
+    if path.stat().st_size == 0:
+        raise ImageReadError(f"{path} is empty (0 bytes)")
+    return _open_tiff(path, axes)
+
+
+def _canonical(axes: str) -> str:
+    return "".join(a for a in CANONICAL if a in axes)
+
+
+def _to_canonical(arr: da.Array, axes: str) -> tuple[da.Array, str]:
+    """Transpose to NGFF order, squeezing duplicate singleton axes."""
+    axes = axes.lower()
+    while len(set(axes)) != len(axes):
+        dup = next(a for a in axes if axes.count(a) > 1)
+        idx = [i for i, a in enumerate(axes) if a == dup]
+        ones = [i for i in idx if arr.shape[i] == 1]
+        if not ones:
+            raise ImageReadError(f"axes {axes!r} name {dup!r} twice with sizes > 1; pass --axes")
+        arr = arr.squeeze(axis=ones[0])
+        axes = axes[: ones[0]] + axes[ones[0] + 1 :]
+    if "y" not in axes or "x" not in axes or set(axes) - set(CANONICAL):
+        raise ImageReadError(f"cannot interpret axes {axes!r}: need y and x, and only t, c, z, y, x")
+    order = _canonical(axes)
+    return arr.transpose([axes.index(a) for a in order]), order
+
+
+def _guess_axes(shape: tuple[int, ...]) -> str:
+    """Axis names for an array without metadata (documented in the README)."""
+    nd = len(shape)
+    if nd == 2:
+        return "yx"
+    if nd == 3:
+        if shape[-1] in (3, 4) and shape[0] > 4:
+            return "yxc"
+        return "cyx" if shape[0] <= 4 else "zyx"
+    if nd == 4:
+        return "czyx"
+    if nd == 5:
+        return "tczyx"
+    raise ImageReadError(f"cannot guess the axes of a {nd}-D array with shape {shape}; pass --axes")
+
+
+def _check_axes(axes: str, ndim: int) -> str:
+    axes = axes.lower()
+    if len(axes) != ndim:
+        raise ImageReadError(f"--axes {axes!r} has {len(axes)} letters but the image has {ndim} dimensions")
+    return axes
+
+
+def _open_tiff(path: Path, axes: str | None) -> Image:
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            tiff_axes = "".join(_TIFF_AXES.get(a, a.lower()) for a in series.axes)
+            nlevels = len(series.levels)
+            pixel_size = _tiff_pixel_size(tif, series)
+            channel_names = _ome_channel_names(tif)
+            fmt = "OME-TIFF" if tif.is_ome else ("BigTIFF" if tif.is_bigtiff else "TIFF")
+            if nlevels > 1:
+                fmt += f", pyramid of {nlevels}"
+            page = series.keyframe
+            chunked = page.is_tiled
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError, struct_error()) as err:
+        raise ImageReadError(f"{path} is not a readable TIFF ({str(err).splitlines()[0] or type(err).__name__}); check the file") from None
+    levels = []
+    for level in range(nlevels):
+        store = tifffile.imread(path, aszarr=True, series=0, level=level)
+        arr = da.from_zarr(zarr.open(store, mode="r"), inline_array=True)
+        level_axes = _check_axes(axes, arr.ndim) if axes else tiff_axes
+        arr, canon = _to_canonical(arr, level_axes)
+        levels.append(arr)
+    if any(s == 0 for s in levels[0].shape):
+        raise ImageReadError(f"{path} has a zero-sized dimension (shape {levels[0].shape})")
+    chunks = tuple(c[0] for c in levels[0].chunks)
+    if not chunked:
+        fmt += ", striped"
+    return Image(path, levels[0], canon, levels, pixel_size, fmt, channel_names, chunks)
+
+
+def struct_error() -> type:
+    import struct
+
+    return struct.error
+
+
+def _tiff_pixel_size(tif: tifffile.TiffFile, series: Any) -> dict[str, tuple[float, str]]:
+    if tif.is_ome and tif.ome_metadata:
+        try:
+            meta = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+            meta = meta[0] if isinstance(meta, list) else meta
+            pixels = meta["Pixels"]
+            out = {}
+            for ax in "xyz":
+                size = pixels.get(f"PhysicalSize{ax.upper()}")
+                if size:
+                    unit = pixels.get(f"PhysicalSize{ax.upper()}Unit", "µm")
+                    out[ax] = (float(size), _unit_name(unit))
+            if out:
+                return out
+        except (KeyError, TypeError, ValueError):
+            pass
+    page = series.keyframe
+    tags = page.tags
+    if "XResolution" in tags and "ResolutionUnit" in tags:
+        unit = tags["ResolutionUnit"].value
+        factor = {2: 25400.0, 3: 10000.0}.get(int(unit))  # inch, cm -> micrometre
+        if factor:
+            out = {}
+            for ax, tag in (("x", "XResolution"), ("y", "YResolution")):
+                num, den = tags[tag].value
+                if num:
+                    out[ax] = (factor * den / num, "micrometer")
+            if out and not all(abs(v[0] - factor) < 1e-9 for v in out.values()):
+                return out
+    return {}
+
+
+def _unit_name(unit: str) -> str:
+    return {"µm": "micrometer", "um": "micrometer", "nm": "nanometer", "mm": "millimeter"}.get(unit, unit)
+
+
+def _ome_channel_names(tif: tifffile.TiffFile) -> list[str] | None:
+    if not (tif.is_ome and tif.ome_metadata):
+        return None
+    try:
+        meta = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+        meta = meta[0] if isinstance(meta, list) else meta
+        channels = meta["Pixels"].get("Channel", [])
+        channels = channels if isinstance(channels, list) else [channels]
+        names = [c.get("Name") for c in channels]
+        return names if names and all(names) else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _open_zarr(path: Path, axes: str | None) -> Image:
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as err:  # zarr raises many types for broken stores
+        raise ImageReadError(f"{path} is not a readable zarr store ({type(err).__name__}: {err})") from None
+    pixel_size: dict[str, tuple[float, str]] = {}
+    if isinstance(node, zarr.Array):
+        arrays = [node]
+        node_axes = _check_axes(axes, node.ndim) if axes else _guess_axes(node.shape)
+        fmt = f"zarr v{node.metadata.zarr_format} array"
+        names = None
+    else:
+        attrs = dict(node.attrs)
+        ome = attrs.get("ome", attrs)
+        multiscales = ome.get("multiscales")
+        if not multiscales:
+            raise ImageReadError(f"{path} is a zarr group without OME-Zarr multiscales metadata; point at an array inside it")
+        ms = multiscales[0]
+        arrays = [node[d["path"]] for d in ms["datasets"]]
+        node_axes = "".join(a["name"] if isinstance(a, dict) else a for a in ms.get("axes", [])) or _guess_axes(arrays[0].shape)
+        if axes:
+            node_axes = _check_axes(axes, arrays[0].ndim)
+        version = ome.get("version") or ms.get("version", "")
+        fmt = f"OME-Zarr {version}".strip()
+        if len(arrays) > 1:
+            fmt += f", pyramid of {len(arrays)}"
+        pixel_size = _ngff_pixel_size(ms, node_axes)
+        names = _omero_names(ome)
+    levels = []
+    for arr in arrays:
+        d, canon = _to_canonical(da.from_zarr(arr, inline_array=True), node_axes)
+        levels.append(d)
+    if any(s == 0 for s in levels[0].shape):
+        raise ImageReadError(f"{path} has a zero-sized dimension (shape {levels[0].shape})")
+    chunks = tuple(c[0] for c in levels[0].chunks)
+    return Image(path, levels[0], canon, levels, pixel_size, fmt, names, chunks)
+
+
+def _ngff_pixel_size(ms: dict, axes: str) -> dict[str, tuple[float, str]]:
+    try:
+        scale = next(t["scale"] for t in ms["datasets"][0]["coordinateTransformations"] if t["type"] == "scale")
+    except (KeyError, StopIteration):
+        return {}
+    units = {a["name"]: a.get("unit", "") for a in ms.get("axes", []) if isinstance(a, dict)}
+    return {a: (float(s), units.get(a, "")) for a, s in zip(axes, scale) if a in "zyx"}
+
+
+def _omero_names(ome: dict) -> list[str] | None:
+    channels = ome.get("omero", {}).get("channels")
+    names = [c.get("label") for c in channels] if channels else None
+    return names if names and all(names) else None
+
+
+def describe(image: Image) -> dict:
+    """A JSON-friendly summary (used by `biounet info`)."""
+    return {
+        "path": str(image.path),
+        "format": image.format,
+        "shape": list(image.shape),
+        "axes": image.axes,
+        "dtype": str(image.dtype),
+        "chunks": list(image.chunks),
+        "levels": [list(level.shape) for level in image.levels],
+        "pixel_size": {k: list(v) for k, v in image.pixel_size.items()},
+        "channels": image.channel_names,
+    }
+
+
+__all__ = ["Image", "ImageReadError", "open_image", "describe"]

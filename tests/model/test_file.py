@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from biounet.model.file import FORMAT_VERSION, ModelFileError, ModelSpec, load_model, save_model
+from biounet.model.unet import UNet
+
+
+def test_roundtrip(tmp_path):
+    net = UNet(width=2, out_channels=3)
+    spec = ModelSpec(unet=net.config, target="3class", classes=["bg", "in", "edge"], tile=572)
+    save_model(tmp_path / "m.pt", net, spec)
+    net2, spec2 = load_model(tmp_path / "m.pt")
+    assert spec2 == spec
+    x = torch.randn(1, 1, 188, 188)
+    assert torch.equal(net.eval()(x), net2(x))
+
+
+def test_corrupt_and_foreign_files(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match="not a readable"):
+        load_model(bad)
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ModelFileError, match="not a biounet model"):
+        load_model(tmp_path / "other.pt")
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_newer_format_refused(tmp_path):
+    net = UNet(width=2)
+    save_model(tmp_path / "m.pt", net, ModelSpec(unet=net.config))
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["format_version"] = FORMAT_VERSION + 1
+    torch.save(payload, tmp_path / "new.pt")
+    with pytest.raises(ModelFileError, match="upgrade biounet"):
+        load_model(tmp_path / "new.pt")
+
+
+def test_incompatible_weights(tmp_path):
+    net = UNet(width=2)
+    save_model(tmp_path / "m.pt", net, ModelSpec(unet=net.config))
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    payload["spec"]["unet"]["width"] = 4
+    torch.save(payload, tmp_path / "wrong.pt")
+    with pytest.raises(ModelFileError, match="does not match"):
+        load_model(tmp_path / "wrong.pt")

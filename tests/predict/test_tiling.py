@@ -1,0 +1,62 @@
+"""Tiling invariance: tiled, blocked, multi-threaded prediction equals one pass of
+the network over the whole mirror-padded image."""
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from biounet.model.file import load_model
+from biounet.model.geometry import Geometry
+from biounet.plan.blocks import plan_blocks
+from biounet.predict.engine import Job, context, forward_whole
+from biounet.segment import segment
+
+
+def tiled(model, path, tile, block):
+    job = Job(input=str(path), output="", model=str(model), tile=tile, batch=3, device="cpu")
+    ctx = context(job)
+    h, w = ctx.data.shape[-2:]
+    out = None
+    for b in plan_blocks((), h, w, block, 16):
+        y = ctx.predict(b, ctx.read(b))
+        out = np.zeros((y.shape[0], h, w), np.float32) if out is None else out
+        out[:, b.y0 : b.y1, b.x0 : b.x1] = y
+    return out
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiling")
+    rng = np.random.default_rng(0)
+    paths = {}
+    for shape in [(1000, 1337), (100, 90)]:
+        img = rng.random(shape).astype(np.float32)
+        paths[shape] = d / f"{shape[0]}x{shape[1]}.tif"
+        tifffile.imwrite(paths[shape], img, tile=(256, 256))
+    return paths
+
+
+@pytest.mark.parametrize("shape", [(1000, 1337), (100, 90)])
+def test_tiles_and_blocks_match_one_pass(images, tiny_model, shape):
+    net, _ = load_model(tiny_model)
+    image = tifffile.imread(images[shape])
+    reference = forward_whole(net, image[None], Geometry())
+    for tile, block in [(572, 1024), (1068, 1024), (572, 256), (1068, 512), (204, 64)]:
+        out = tiled(tiny_model, images[shape], tile, block)
+        assert np.abs(out - reference).max() <= 1e-4, (tile, block)
+        assert np.array_equal(out.argmax(0), reference.argmax(0)), (tile, block)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_segment_class_map_matches_one_pass(images, tiny_model, tmp_path, workers):
+    net, _ = load_model(tiny_model)
+    image = tifffile.imread(images[(1000, 1337)])
+    reference = forward_whole(net, image[None], Geometry())
+    out = tmp_path / "o.ome.zarr"
+    segment(images[(1000, 1337)], out, model=tiny_model, tile=572, block=512, workers=workers,
+            save_probabilities="float16", progress=False, device="cpu")
+    classes = zarr.open_array(str(out), path="labels/classes/0")[:]
+    probs = zarr.open_array(str(out), path="probabilities/0")[:].astype(np.float32)
+    assert np.array_equal(classes, reference.argmax(0))
+    assert np.abs(probs - reference).max() <= 1e-3  # float16 storage

@@ -1,0 +1,54 @@
+"""The output opens in napari (image + labels layers) and validates against NGFF."""
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from biounet.segment import segment
+from biounet.write.omezarr import OutputError
+
+
+@pytest.fixture(scope="module")
+def slide(tmp_path_factory):
+    path = tmp_path_factory.mktemp("slide") / "s.ome.tif"
+    img = np.random.default_rng(2).integers(0, 4000, (700, 900), dtype=np.uint16)
+    tifffile.imwrite(path, img, tile=(256, 256), metadata={"axes": "YX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5})
+    return path
+
+
+@pytest.mark.parametrize("ngff", ["0.4", "0.5"])
+def test_napari_and_ngff_validation(slide, tiny_model, tmp_path, ngff):
+    from napari_ome_zarr import napari_get_reader
+    from ome_zarr_models.v04.image import Image as Image04
+    from ome_zarr_models.v05.image import Image as Image05
+
+    out = tmp_path / "o.ome.zarr"
+    segment(slide, out, model=tiny_model, block=256, ngff=ngff, progress=False)
+    model = (Image04 if ngff == "0.4" else Image05).from_zarr(zarr.open_group(str(out), mode="r"))
+    assert model.labels is not None
+    layers = napari_get_reader(str(out))(str(out))
+    kinds = [kind for _, _, kind in layers]
+    assert kinds == ["image", "labels"]
+    (image, _, _), (labels, meta, _) = layers
+    assert len(image) == len(labels) >= 2  # multiscale at every zoom level
+    assert labels[0].shape == (700, 900)
+    assert np.array_equal(np.asarray(labels[1]), np.asarray(labels[0])[::2, ::2])
+    root = zarr.open_group(str(out), mode="r")
+    attrs = root.attrs.asdict()
+    ms = (attrs["ome"] if ngff == "0.5" else attrs)["multiscales"][0]
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [0.5, 0.5]
+    assert ms["axes"][0].get("unit") == "micrometer"
+    assert attrs["biounet"]["status"] == "complete"
+
+
+def test_existing_output_refused_then_overwritten(slide, tiny_model, tmp_path):
+    out = tmp_path / "o.ome.zarr"
+    out.mkdir()
+    (out / "keep").write_text("x")
+    with pytest.raises(OutputError, match="--overwrite"):
+        segment(slide, out, model=tiny_model, progress=False)
+    assert (out / "keep").exists()
+    segment(slide, out, model=tiny_model, progress=False, overwrite=True, write_image=False)
+    assert not (out / "keep").exists()
+    assert zarr.open_array(str(out), path="labels/classes/0").shape == (700, 900)
