@@ -24,11 +24,14 @@ def _user_errors() -> dict[type, int]:
     from biounet.predict.device import DeviceError
     from biounet.read.image import ImageReadError, InputNotFoundError
     from biounet.segment import UsageError
+    from biounet.train.data import DataError
+    from biounet.train.loop import CheckpointError
     from biounet.write.omezarr import OutputError
 
     return {
         InputNotFoundError: EXIT_USAGE, UsageError: EXIT_USAGE, TileSizeError: EXIT_USAGE, DeviceError: EXIT_USAGE,
         ImageReadError: EXIT_RUNTIME, ModelFileError: EXIT_RUNTIME, OutputError: EXIT_USAGE,
+        DataError: EXIT_USAGE, CheckpointError: EXIT_USAGE,
     }
 
 
@@ -88,21 +91,44 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--no-image", is_flag=True, help="Do not copy the image into the output (labels only).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--part", help="Compute only share I of N of the blocks (I/N, e.g. a SLURM array task).")
+@click.option("--finalize", is_flag=True, help="After all parts: build pyramids and metadata.")
+@click.option("--scheduler", help="Address of a running dask.distributed scheduler.")
+@click.option("--cluster", type=click.Choice(["local", "slurm", "pbs", "lsf"]), help="Start a Dask cluster with --workers workers (jobs).")
 def segment(input: Path, output: Path, model, tile, block, device, workers, channel, level, axes, memory_limit,
-            save_probabilities, ngff, no_image, overwrite, quiet) -> None:
-    """Segment INPUT (TIFF, OME-TIFF, zarr, OME-Zarr) into an OME-Zarr for napari."""
+            save_probabilities, ngff, no_image, overwrite, quiet, part, finalize, scheduler, cluster) -> None:
+    """Segment INPUT (TIFF, OME-TIFF, zarr, OME-Zarr) into an OME-Zarr for napari.
+
+    Rerunning the same command after an interrupted run resumes it.
+    """
     from biounet.segment import segment as run
 
     result = run(
         input, output, model=model, tile=tile, block=block, device=device, workers=workers,
         channel=list(channel) or None, overwrite=overwrite, save_probabilities=save_probabilities,
         ngff=ngff, level=level, axes=axes, memory_limit=memory_limit, write_image=not no_image,
-        progress=not quiet,
+        progress=not quiet, part=_parse_part(part), finalize=finalize, scheduler=scheduler, cluster=cluster,
     )
+    done = result.extra
+    if part:
+        click.echo(f"part {part}: computed {done['computed']} blocks into {result.output} in {result.seconds:.1f} s; "
+                   "run with --finalize once every part is done")
+        return
+    resumed = f", {done['skipped']} already done" if done.get("skipped") else ""
     click.echo(
         f"wrote {result.output}: {result.blocks} blocks of {'x'.join(map(str, result.shape))} "
-        f"({result.axes}), tile {result.tile}, in {result.seconds:.1f} s"
+        f"({result.axes}), {done['computed']} computed{resumed}, tile {result.tile}, in {result.seconds:.1f} s"
     )
+
+
+def _parse_part(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not I/N (e.g. 2/8)", param_hint="--part") from None
+    return i, n
 
 
 @main.command()
@@ -128,6 +154,108 @@ def info(path: Path, as_json: bool) -> None:
                 click.echo(f"  {k}: {v}")
         else:
             click.echo(f"{key}: {value}")
+
+
+# Options of `train` and the TrainConfig fields they set.
+_TRAIN_FIELDS = {
+    "images": "images", "labels": "labels", "out": "out", "val_images": "val_images", "val_labels": "val_labels",
+    "target": "target", "labels_kind": "labels_kind", "depth": "depth", "width": "width", "padding": "padding",
+    "batch_norm": "batch_norm", "iterations": "iterations", "batch_size": "batch_size", "lr": "lr",
+    "optimizer": "optimizer", "val_every": "val_every", "metric": "metric", "seed": "seed", "workers": "workers",
+    "tile": "tile", "ignore": "ignore", "w0": "w0", "sigma": "sigma", "dice": "dice", "regression": "regression",
+    "foreground_bias": "foreground_bias", "channel": "channels", "device": "device",
+}
+
+
+@main.command()
+@click.option("--images", type=click.Path(path_type=Path), help="Folder of training images (or one large slide).")
+@click.option("--labels", type=click.Path(path_type=Path), help="Folder of label images matched by name (or one label array).")
+@click.option("--val-images", type=click.Path(path_type=Path), help="Folder of validation images (read whole).")
+@click.option("--val-labels", type=click.Path(path_type=Path), help="Folder of validation labels.")
+@click.option("--out", type=click.Path(path_type=Path), help="Model file to write (e.g. model.pt); also <out>.ckpt, log and curves.")
+@click.option("--target", type=click.Choice(["binary", "3class", "distance"]), default="binary", show_default=True)
+@click.option("--labels-kind", type=click.Choice(["auto", "instances", "classes"]), default="auto", show_default=True,
+              help="Label images hold instance ids or a 0/1 class mask (auto: a mask if only 0 and 1).")
+@click.option("--depth", type=int, default=5, show_default=True)
+@click.option("--width", type=int, default=64, show_default=True, help="Channels of the first level (16 is plenty on a CPU).")
+@click.option("--padding", type=click.Choice(["valid", "same"]), default="valid", show_default=True)
+@click.option("--batch-norm", is_flag=True, help="Batch normalisation after each convolution.")
+@click.option("--iterations", type=int, default=1000, show_default=True)
+@click.option("--batch-size", type=int, default=1, show_default=True)
+@click.option("--lr", type=float, help="Learning rate (default 1e-3 for adam, 1e-2 for sgd).")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True,
+              help="sgd uses momentum 0.99 as in the paper.")
+@click.option("--val-every", type=int, default=100, show_default=True, help="Validate and checkpoint every N iterations.")
+@click.option("--metric", type=click.Choice(["auto", "average_f1", "pixel_iou", "rand_error", "pixel_error"]),
+              default="auto", show_default=True, help="Model selection (auto: rand_error for 0/1 masks, else average_f1).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True, help="Data loading and augmentation processes.")
+@click.option("--tile", type=int, help="Input patch size (default 572, or smaller to fit the images).")
+@click.option("--ignore", type=int, help="Label value of unannotated pixels.")
+@click.option("--w0", type=float, default=10.0, show_default=True, help="Border weight (paper eq. 2).")
+@click.option("--sigma", type=float, default=5.0, show_default=True, help="Border weight width, px.")
+@click.option("--dice", type=float, default=0.0, show_default=True, help="Weight of an added soft Dice loss.")
+@click.option("--regression", type=click.Choice(["mse", "mae"]), default="mse", show_default=True,
+              help="Loss of the distance target.")
+@click.option("--foreground-bias", type=float, default=0.0, show_default=True,
+              help="Fraction of patches that must contain foreground.")
+@click.option("--no-augment", is_flag=True, help="No elastic deformation, rotations, flips or grey-value changes.")
+@click.option("--channel", type=int, multiple=True, help="Input channel index (repeat for several).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--resume", type=click.Path(path_type=Path), help="Continue the run of this checkpoint (<out>.ckpt).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def train(ctx: click.Context, no_augment: bool, resume, quiet: bool, **options) -> None:
+    """Train a U-Net on annotated images (elastic deformation, weighted border loss)."""
+    from click.core import ParameterSource
+
+    from biounet.model.file import read_model_payload
+    from biounet.train.loop import TrainConfig, config_from_checkpoint, train as run
+
+    fields = {_TRAIN_FIELDS[k]: ((list(v) or None) if k == "channel" else v) for k, v in options.items()}
+    if resume is not None:  # the checkpoint's settings, unless given on the command line
+        given = {_TRAIN_FIELDS[k] for k in options if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+        overrides = {k: v for k, v in fields.items() if k in given}
+        if ctx.get_parameter_source("no_augment") == ParameterSource.COMMANDLINE:
+            overrides["augment"] = None
+        config = config_from_checkpoint(resume, progress=not quiet, **overrides)
+    else:
+        missing = [f"--{k.replace('_', '-')}" for k in ("images", "labels", "out") if fields[k] is None]
+        if missing:
+            raise click.UsageError(f"missing option(s) {', '.join(missing)} (or pass --resume CHECKPOINT)")
+        config = TrainConfig(**fields, progress=not quiet, **({"augment": None} if no_augment else {}))
+    path = run(config)
+    prov = read_model_payload(path)["spec"].get("provenance", {})
+    best = ""
+    if prov.get("validation"):
+        best = f", best {prov['metric']} {prov['validation'][prov['metric']]:.4f} at iteration {prov['best_iteration']}"
+    click.echo(f"wrote {path} ({prov.get('iterations')} iterations{best})")
+
+
+@main.command()
+@click.option("--labels", required=True, type=click.Path(path_type=Path), help="Folder of true label images.")
+@click.option("--pred", type=click.Path(path_type=Path), help="Folder of predicted instance label images (same names).")
+@click.option("--model", type=click.Path(path_type=Path), help="Model file to run on --images instead.")
+@click.option("--images", type=click.Path(path_type=Path), help="Folder of images for --model (same names).")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write per-image and summary rows here.")
+@click.option("--membrane/--no-membrane", default=None, help="Add pixel and Rand error (default: for 0/1 mask labels).")
+@click.option("--ignore", type=int, help="Label value of unannotated pixels (left out of the scores).")
+@click.option("--channel", type=int, multiple=True, help="Input channel index for --model (repeat for several).")
+@click.option("--tile", type=int, help="Input tile size for --model (default: automatic).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def evaluate(labels: Path, pred, model, images, csv_path, membrane, ignore, channel, tile, device) -> None:
+    """Score segmentations (--pred) or a model (--model --images) against --labels."""
+    from biounet.evaluate.run import evaluate as run
+
+    if (pred is None) == (model is None):
+        raise click.UsageError("pass either --pred DIR or --model MODEL --images DIR")
+    if model is not None and images is None:
+        raise click.UsageError("--model needs --images DIR")
+    table = run(labels, pred_dir=pred, model=model, images_dir=images, membrane=membrane, ignore=ignore,
+                device=device, channels=list(channel) or None, tile=tile)
+    click.echo(table.format())
+    if csv_path is not None:
+        click.echo(f"wrote {table.to_csv(csv_path)}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ The Python API behind `biounet segment`; notebook users call it the same way.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -13,9 +14,10 @@ from pathlib import Path
 import zarr
 
 from biounet import __version__
-from biounet.model.file import ModelFileError, default_model_path, load_model
+from biounet.model.file import ModelFileError, ModelSpec, default_model_path, load_model
 from biounet.model.geometry import Geometry
-from biounet.plan.blocks import plan_blocks
+from biounet.plan.blocks import Block, plan_blocks
+from biounet.predict import resume
 from biounet.predict.device import resolve_device
 from biounet.predict.engine import Job, run_local
 from biounet.predict.memory import choose_batch, choose_tile
@@ -25,6 +27,7 @@ from biounet.read.image import Image, ImageReadError, open_image
 from biounet.write.omezarr import (
     CLASS_COLOURS,
     LabelsSpec,
+    OutputError,
     OutputLayout,
     build_pyramid,
     create_level0,
@@ -99,27 +102,50 @@ def select_channels(image: Image, channel: list[str] | tuple[str, ...] | None, w
     return None
 
 
-def segment(
-    input: str | os.PathLike,
-    output: str | os.PathLike,
-    *,
-    model: str | os.PathLike | None = None,
-    tile: int | None = None,
-    block: int = DEFAULT_BLOCK,
-    device: str = "auto",
-    workers: int = 1,
-    channel: list[str] | None = None,
-    overwrite: bool = False,
-    save_probabilities: str | None = None,
-    ngff: str = "0.4",
-    level: int = 0,
-    axes: str | None = None,
-    memory_limit: int | str = DEFAULT_MEMORY,
-    write_image: bool = True,
-    progress: bool = True,
-) -> SegmentResult:
-    """Segment every 2D plane of `input` into the OME-Zarr `output` (see README)."""
-    t_start = time.perf_counter()
+@dataclass
+class Plan:
+    """A run, resolved and validated before anything is written."""
+
+    input: Path
+    output: Path
+    image: Image
+    level: int
+    model: Path
+    spec: ModelSpec
+    geometry: Geometry
+    channels: tuple[int, ...] | None
+    layout: OutputLayout
+    blocks: list[Block]
+    tile: int
+    batch: int
+    ngff: str
+    probabilities: str | None
+    write_image: bool
+    device: str
+    params: dict  # what determines the result: a resume must match it
+
+    @property
+    def labels(self) -> list[LabelsSpec]:
+        classes = self.spec.classes
+        return [LabelsSpec("classes", "uint8", colours=CLASS_COLOURS[: max(2, len(classes))],
+                           properties=[{"label-value": i, "class": c} for i, c in enumerate(classes)])]
+
+    def job(self, stats, batch: int | None = None, threads: int | None = None) -> Job:
+        return Job(
+            input=str(self.input), output=str(self.output), model=str(self.model), level=self.level,
+            axes=self.params["axes"], channels=self.channels, device=self.device, tile=self.tile,
+            batch=batch or self.batch, stats=tuple(map(tuple, stats)), probabilities=self.probabilities,
+            threads=threads,
+        )
+
+
+def make_plan(
+    input: str | os.PathLike, output: str | os.PathLike, *, model=None, tile: int | None = None,
+    block: int = DEFAULT_BLOCK, device: str = "auto", channel: list[str] | None = None,
+    save_probabilities: str | None = None, ngff: str = "0.4", level: int = 0, axes: str | None = None,
+    memory_limit: int | str = DEFAULT_MEMORY, write_image: bool = True,
+) -> Plan:
+    """Check every argument and resolve tile, batch and blocks; touches no output."""
     input, output = Path(input), Path(output)
     image = open_image(input, axes)
     model_path = Path(model) if model else default_model_path()
@@ -141,11 +167,8 @@ def segment(
         if geometry.output_size(tile) < geometry.align:
             smallest = geometry.input_size(geometry.align)
             raise UsageError(f"--tile {tile} is too small to tile a slide: use at least {smallest}")
-    if workers < 1:
-        raise UsageError("--workers must be at least 1")
     resolve_device(device)
     memory = parse_size(memory_limit)
-
     if output.resolve() == input.resolve() or input.resolve() in output.resolve().parents:
         raise UsageError("the output must not be the input or lie inside it")
     if not 0 <= level < len(image.levels):
@@ -155,51 +178,187 @@ def segment(
     label_axes = image.axes.replace("c", "")
     label_shape = tuple(n for a, n in zip(image.axes, data.shape) if a != "c")
     height, width = label_shape[-2:]
-
     covered = min(block, -(-max(height, width) // geometry.align) * geometry.align)
-    tile = tile or spec.tile or choose_tile(spec.unet, covered, memory)
+    chosen = tile or spec.tile or choose_tile(spec.unet, covered, memory)
     blocks = plan_blocks(label_shape[:-2], height, width, block, geometry.align)
-    _, _, _, _, ys, xs = block_window(blocks[0], tile, geometry)
-    batch = choose_batch(spec.unet, tile, memory, len(ys) * len(xs))
-
-    sample = sample_for_stats(image.levels[level:], image.axes, list(channels) if channels else None)
-    stats = normalization_stats(sample, spec.normalization)
-
-    prepare_output(output, overwrite)
-    ensure_root(output, ngff)
+    _, _, _, _, ys, xs = block_window(blocks[0], chosen, geometry)
+    batch = choose_batch(spec.unet, chosen, memory, len(ys) * len(xs))
     layout = OutputLayout(label_axes, label_shape, block, _level_pixel_size(image, level), ngff)
-    specs = [LabelsSpec("classes", "uint8", colours=CLASS_COLOURS[: max(2, spec.unet.out_channels)],
-                        properties=[{"label-value": i, "class": c} for i, c in enumerate(spec.classes)])]
-    create_level0(output, "labels/classes", layout, specs[0])
-    if save_probabilities:
-        create_level0(output, "probabilities", layout, LabelsSpec("probabilities", save_probabilities, channels=spec.unet.out_channels))
     params = {
-        "input": str(input.resolve()), "model": str(model_path.resolve()), "level": level, "tile": tile,
-        "block": block, "channels": list(channels) if channels else None, "ngff": ngff,
-        "probabilities": save_probabilities, "biounet": __version__,
+        "input": str(input.resolve()), "input_bytes": _size_of(input), "model_sha256": file_digest(model_path),
+        "level": level, "axes": axes, "tile": chosen, "block": block,
+        "channels": list(channels) if channels else None, "ngff": ngff,
+        "probabilities": save_probabilities, "image": write_image, "biounet": __version__,
     }
-    set_status(output, "running", params)
+    return Plan(input, output, image, level, model_path, spec, geometry, channels, layout, blocks,
+                chosen, batch, ngff, save_probabilities, write_image, device, params)
 
-    job = Job(
-        input=str(input), output=str(output), model=str(model_path), level=level, axes=axes,
-        channels=channels, device=device, tile=tile, batch=batch,
-        stats=tuple(map(tuple, stats.tolist())), probabilities=save_probabilities,
+
+def segment(
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    model: str | os.PathLike | None = None,
+    tile: int | None = None,
+    block: int = DEFAULT_BLOCK,
+    device: str = "auto",
+    workers: int = 1,
+    channel: list[str] | None = None,
+    overwrite: bool = False,
+    save_probabilities: str | None = None,
+    ngff: str = "0.4",
+    level: int = 0,
+    axes: str | None = None,
+    memory_limit: int | str = DEFAULT_MEMORY,
+    write_image: bool = True,
+    progress: bool = True,
+    part: tuple[int, int] | None = None,
+    finalize: bool = False,
+    scheduler: str | None = None,
+    cluster: str | None = None,
+) -> SegmentResult:
+    """Segment every 2D plane of `input` into the OME-Zarr `output` (see README).
+
+    Rerunning the same call after a killed run resumes it: finished blocks are
+    kept, only missing ones are computed. `part=(i, n)` computes only the i-th
+    of n shares of the blocks (SLURM job arrays); `finalize=True` then builds
+    pyramids and metadata once every part is done. `scheduler` (an address) or
+    `cluster` ("local", "slurm", "pbs", "lsf") run the blocks on Dask workers.
+    """
+    t_start = time.perf_counter()
+    if workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if part is not None and not (1 <= part[0] <= part[1]):
+        raise UsageError(f"--part {part[0]}/{part[1]}: use I/N with 1 <= I <= N")
+    plan = make_plan(
+        input, output, model=model, tile=tile, block=block, device=device, channel=channel,
+        save_probabilities=save_probabilities, ngff=ngff, level=level, axes=axes,
+        memory_limit=memory_limit, write_image=write_image,
     )
-    bar = _progress(len(blocks), progress)
+    if finalize:
+        record = _existing_record(plan)
+        finish(plan, record)
+        return _result(plan, t_start, computed=0)
+    record = open_output(plan, overwrite, shared=part is not None)
+    done = resume.done_blocks(plan.output)
+    todo = [b for b in plan.blocks if b.index not in done]
+    if part is not None:
+        todo = [b for b in todo if b.index % part[1] == part[0] - 1]
+    stats = record["stats"]
+    bar = _progress(len(todo), progress)
     try:
-        run_local(job, blocks, on_done=lambda b: bar.update(1), workers=workers)
+        if scheduler or cluster:
+            from biounet.predict.distributed import run_distributed
+
+            run_distributed(plan.job(stats, record["batch"]), todo, scheduler, cluster, workers,
+                            on_done=lambda b: bar.update(1))
+        else:
+            run_local(plan.job(stats, record["batch"]), todo, on_done=lambda b: bar.update(1), workers=workers)
     finally:
         bar.close()
+    if part is None:
+        finish(plan, record)
+    return _result(plan, t_start, computed=len(todo), skipped=len(done))
 
-    if write_image:
-        write_image_pyramid(output, data, image.axes, layout.pixel_size, ngff, block, image.channel_names)
-    build_pyramid(output, "labels/classes", label_axes, layout.pixel_size, ngff, labels=True)
-    if save_probabilities:
-        c_axes, _ = layout.with_channels(spec.unet.out_channels)
-        build_pyramid(output, "probabilities", c_axes, layout.pixel_size, ngff, labels=False)
-    write_labels_metadata(output, ngff, specs)
-    set_status(output, "complete", params)
-    return SegmentResult(output, label_shape, label_axes, len(blocks), tile, batch, time.perf_counter() - t_start)
+
+def open_output(plan: Plan, overwrite: bool, shared: bool = False) -> dict:
+    """Create the output (arrays, run record) or reopen one to resume; its run record.
+
+    `shared`: several processes (job-array parts) may open it at once; exactly
+    one creates it, the others wait for its record. A finished output, or one
+    made with other parameters, is refused unless `overwrite`.
+    """
+    output = plan.output
+    if overwrite and output.exists() and not shared:
+        prepare_output(output, overwrite=True)
+    prepare_output(output, overwrite=False, exist_ok=True)
+    if resume.claim_creation(output):
+        return _create(plan)
+    record = resume.read_record(output)
+    if record is None:
+        if not shared:
+            raise OutputError(f"output {output} exists; pass --overwrite to replace it")
+        record = resume.wait_for_record(output)
+    if record.get("status") == "complete" and not shared:
+        raise OutputError(f"output {output} exists and is complete; pass --overwrite to replace it")
+    differ = resume.compare(record, plan.params)
+    if differ:
+        raise OutputError(
+            f"output {output} was started with other parameters ({', '.join(differ)}); "
+            "rerun with the same ones to resume, or pass --overwrite"
+        )
+    return record
+
+
+def _create(plan: Plan) -> dict:
+    """Set up a new output: root group, level-0 arrays, then the run record last."""
+    output = plan.output
+    ensure_root(output, plan.ngff)
+    create_level0(output, "labels/classes", plan.layout, plan.labels[0])
+    if plan.probabilities:
+        create_level0(output, "probabilities", plan.layout,
+                      LabelsSpec("probabilities", plan.probabilities, channels=plan.spec.unet.out_channels))
+    sample = sample_for_stats(plan.image.levels[plan.level:], plan.image.axes,
+                              list(plan.channels) if plan.channels else None)
+    stats = normalization_stats(sample, plan.spec.normalization).tolist()
+    set_status(output, "running", plan.params)
+    record = {"params": plan.params, "stats": stats, "batch": plan.batch, "blocks": len(plan.blocks),
+              "status": "running"}
+    resume.write_record(output, record)
+    return record
+
+
+def _existing_record(plan: Plan) -> dict:
+    record = resume.read_record(plan.output)
+    if record is None:
+        raise OutputError(f"{plan.output} holds no biounet run to finalize; run the parts first")
+    differ = resume.compare(record, plan.params)
+    if differ:
+        raise OutputError(f"{plan.output} was started with other parameters ({', '.join(differ)})")
+    return record
+
+
+def finish(plan: Plan, record: dict) -> None:
+    """Pyramids and NGFF metadata once every block is done; labels metadata last."""
+    missing = len(plan.blocks) - len(resume.done_blocks(plan.output))
+    if missing:
+        raise OutputError(
+            f"{missing} of {len(plan.blocks)} blocks of {plan.output} are not done yet: "
+            "run (or rerun) the missing parts first"
+        )
+    output, layout = plan.output, plan.layout
+    if plan.write_image:
+        write_image_pyramid(output, plan.image.levels[plan.level], plan.image.axes, layout.pixel_size,
+                            plan.ngff, layout.block, plan.image.channel_names)
+    build_pyramid(output, "labels/classes", layout.axes, layout.pixel_size, plan.ngff, labels=True)
+    if plan.probabilities:
+        c_axes, _ = layout.with_channels(plan.spec.unet.out_channels)
+        build_pyramid(output, "probabilities", c_axes, layout.pixel_size, plan.ngff, labels=False)
+    write_labels_metadata(output, plan.ngff, plan.labels)
+    set_status(output, "complete", plan.params)
+    resume.update_record(output, status="complete")
+
+
+def _result(plan: Plan, t_start: float, computed: int, skipped: int = 0) -> SegmentResult:
+    return SegmentResult(
+        plan.output, plan.layout.shape, plan.layout.axes, len(plan.blocks), plan.tile, plan.batch,
+        time.perf_counter() - t_start, {"computed": computed, "skipped": skipped},
+    )
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            h.update(piece)
+    return h.hexdigest()
+
+
+def _size_of(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def set_status(output: Path, status: str, params: dict) -> None:

@@ -39,11 +39,12 @@ def cpu_threads() -> int:
         return os.cpu_count() or 1
 
 
-def prepare(net: UNet, device: torch.device) -> UNet:
-    """Eval mode on `device`; channels_last memory on the CPU (about 2x faster there)."""
+def prepare(net: UNet, device: torch.device, threads: int | None = None) -> UNet:
+    """Eval mode on `device`; channels_last memory on the CPU (about 2x faster there),
+    with `threads` torch threads (default: every core this process may use)."""
     net = net.eval().to(device)
     if device.type == "cpu":
-        torch.set_num_threads(cpu_threads())
+        torch.set_num_threads(threads or cpu_threads())
         net = net.to(memory_format=torch.channels_last)
     return net
 

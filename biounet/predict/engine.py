@@ -25,6 +25,7 @@ from biounet.plan.blocks import Block
 from biounet.plan.mirror import mirror_window
 from biounet.predict.device import prepare, resolve_device
 from biounet.predict.normalize import normalize
+from biounet.predict.resume import mark_done
 from biounet.predict.tiles import block_window, predict_block
 from biounet.read.image import open_image
 
@@ -44,6 +45,7 @@ class Job:
     batch: int = 1
     stats: tuple[tuple[float, float], ...] = ((0.0, 1.0),)
     probabilities: str | None = None  # None, "float16" or "uint8"
+    threads: int | None = None  # torch threads per process (None: all cores it may use)
 
 
 class BlockError(RuntimeError):
@@ -60,7 +62,7 @@ class Context:
         self.axes = image.axes
         self.net, self.spec = load_model(job.model)
         self.device = resolve_device(job.device)
-        self.net = prepare(self.net, self.device)
+        self.net = prepare(self.net, self.device, job.threads)
         self.geometry = Geometry(self.spec.unet.depth, self.spec.unet.padding)
         self.stats = np.asarray(job.stats, dtype=np.float64)
         self._lock = threading.Lock()
@@ -105,6 +107,7 @@ class Context:
             c_at = 1 if len(block.plane) and "t" in self.axes else 0
             index = block.plane[:c_at] + (slice(None),) + block.plane[c_at:] + (ys, xs)
             self.probabilities[index] = probs
+        mark_done(self.job.output, block.index)
 
 
 def class_map(output: np.ndarray, spec: ModelSpec) -> np.ndarray:

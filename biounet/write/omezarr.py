@@ -10,6 +10,7 @@ written last, so a run that dies never leaves an output that looks complete.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,25 +89,24 @@ class OutputLayout:
         return self.axes[:i] + "c" + self.axes[i:], self.shape[:i] + (channels,) + self.shape[i:]
 
 
-def prepare_output(path: Path, overwrite: bool) -> None:
-    """Refuse an existing output unless `overwrite`; check the parent is writable."""
+def prepare_output(path: Path, overwrite: bool, exist_ok: bool = False) -> None:
+    """Check an output location: refuse an existing one unless `overwrite` (which
+    removes it) or `exist_ok` (a resume); the parent folder must be writable."""
     path = Path(path)
-    if path.exists():
+    if path.exists() and not exist_ok:
         if not overwrite:
             raise OutputError(f"output {path} exists; pass --overwrite to replace it")
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink()
+    elif path.exists() and not path.is_dir():
+        raise OutputError(f"output {path} exists and is not a folder; pass --overwrite or choose another -o")
     parent = path.resolve().parent
     if not parent.is_dir():
         raise OutputError(f"cannot write {path}: folder {parent} does not exist")
-    probe = parent / f".biounet-write-test-{path.name}"
-    try:
-        probe.touch()
-        probe.unlink()
-    except OSError as err:
-        raise OutputError(f"cannot write into {parent} ({err.strerror}); choose another -o") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into {parent} (permission denied); choose another -o")
 
 
 def _zarr_format(ngff: str) -> int:
