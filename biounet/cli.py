@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -18,38 +19,66 @@ EXIT_USAGE = 2
 EXIT_RUNTIME = 1
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
 def _user_errors() -> dict[type, int]:
-    from biounet.model.file import ModelFileError
+    """Known user errors and their exit codes; subclasses before their bases
+    (the first match wins)."""
+    from biounet.model.file import ModelFileError, ModelNotFoundError
     from biounet.model.geometry import TileSizeError
     from biounet.predict.device import DeviceError
-    from biounet.read.image import ImageReadError, InputNotFoundError
+    from biounet.predict.resume import ResumeError
+    from biounet.read.image import ImageReadError, ImageUsageError
     from biounet.segment import UsageError
     from biounet.train.data import DataError
     from biounet.train.loop import CheckpointError
     from biounet.write.omezarr import OutputError
 
     return {
-        InputNotFoundError: EXIT_USAGE, UsageError: EXIT_USAGE, TileSizeError: EXIT_USAGE, DeviceError: EXIT_USAGE,
-        ImageReadError: EXIT_RUNTIME, ModelFileError: EXIT_RUNTIME, OutputError: EXIT_USAGE,
+        ImageUsageError: EXIT_USAGE, UsageError: EXIT_USAGE, TileSizeError: EXIT_USAGE, DeviceError: EXIT_USAGE,
+        ModelNotFoundError: EXIT_USAGE, OutputError: EXIT_USAGE, ResumeError: EXIT_USAGE,
+        ImageReadError: EXIT_RUNTIME, ModelFileError: EXIT_RUNTIME,
         DataError: EXIT_USAGE, CheckpointError: EXIT_USAGE,
     }
 
 
+def _one_line(message: str) -> str:
+    return " ".join(str(message).split())
+
+
 def _fail(message: str, code: int) -> None:
-    click.echo(f"biounet: error: {message}", err=True)
+    click.echo(f"biounet: error: {_one_line(message)}", err=True)
     sys.exit(code)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """biounet's own warnings as one line on stderr; others as Python shows them."""
+    from biounet.notices import BiounetWarning
+
+    if issubclass(category, BiounetWarning):
+        click.echo(f"biounet: warning: {_one_line(message)}", err=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 class BiounetGroup(click.Group):
     """Turns known user errors into one-line messages."""
 
     def invoke(self, ctx: click.Context):
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
+        except KeyboardInterrupt as err:
+            # segment's Interrupted says what was kept and how to resume.
+            click.echo(f"biounet: {_one_line(str(err) or 'interrupted')}", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except Exception as err:  # noqa: BLE001 - mapped to exit codes below
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -59,7 +88,7 @@ class BiounetGroup(click.Group):
             from biounet.predict.engine import BlockError
 
             if isinstance(err, BlockError):
-                _fail(f"{err} (rerun with --debug for the traceback)", EXIT_RUNTIME)
+                _fail(f"{err} (--debug shows the traceback)", EXIT_RUNTIME)
             if isinstance(err, MemoryError):
                 _fail("out of memory: use a smaller --block or --memory-limit", EXIT_RUNTIME)
             _fail(f"{type(err).__name__}: {err} (rerun with --debug for the traceback)", EXIT_RUNTIME)
@@ -95,8 +124,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--finalize", is_flag=True, help="After all parts: build pyramids and metadata.")
 @click.option("--scheduler", help="Address of a running dask.distributed scheduler.")
 @click.option("--cluster", type=click.Choice(["local", "slurm", "pbs", "lsf"]), help="Start a Dask cluster with --workers workers (jobs).")
+@click.option("--qc-png", type=click.Path(path_type=Path), help="Write an overlay thumbnail (image + instance outlines).")
 def segment(input: Path, output: Path, model, tile, block, device, workers, channel, level, axes, memory_limit,
-            save_probabilities, ngff, no_image, overwrite, quiet, part, finalize, scheduler, cluster) -> None:
+            save_probabilities, ngff, no_image, overwrite, quiet, part, finalize, scheduler, cluster, qc_png) -> None:
     """Segment INPUT (TIFF, OME-TIFF, zarr, OME-Zarr) into an OME-Zarr for napari.
 
     Rerunning the same command after an interrupted run resumes it.
@@ -108,6 +138,7 @@ def segment(input: Path, output: Path, model, tile, block, device, workers, chan
         channel=list(channel) or None, overwrite=overwrite, save_probabilities=save_probabilities,
         ngff=ngff, level=level, axes=axes, memory_limit=memory_limit, write_image=not no_image,
         progress=not quiet, part=_parse_part(part), finalize=finalize, scheduler=scheduler, cluster=cluster,
+        qc_png=qc_png,
     )
     done = result.extra
     if part:
@@ -119,6 +150,7 @@ def segment(input: Path, output: Path, model, tile, block, device, workers, chan
         f"wrote {result.output}: {result.blocks} blocks of {'x'.join(map(str, result.shape))} "
         f"({result.axes}), {done['computed']} computed{resumed}, tile {result.tile}, in {result.seconds:.1f} s"
     )
+    click.echo(f"objects: {done['summary']}")
 
 
 def _parse_part(text: str | None) -> tuple[int, int] | None:

@@ -7,23 +7,30 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import zarr
 
 from biounet import __version__
 from biounet.model.file import ModelFileError, ModelSpec, default_model_path, load_model
 from biounet.model.geometry import Geometry
 from biounet.plan.blocks import Block, plan_blocks
+from biounet.postprocess import instance_rule
 from biounet.predict import resume
 from biounet.predict.device import resolve_device
-from biounet.predict.engine import Job, run_local
+from biounet.notices import BiounetWarning
+from biounet.predict.engine import BlockError, Job, run_local
 from biounet.predict.memory import choose_batch, choose_tile
-from biounet.predict.normalize import normalization_stats, sample_for_stats
+from biounet.predict.normalize import count_nonfinite, normalization_stats, sample_for_stats
 from biounet.predict.tiles import block_window
 from biounet.read.image import Image, ImageReadError, open_image
+from biounet.write.instances import InstanceRule, label_instances
+from biounet.write.qc import measure, overlay_png, summary, write_table
 from biounet.write.omezarr import (
     CLASS_COLOURS,
     LabelsSpec,
@@ -43,6 +50,10 @@ DEFAULT_MEMORY = 2 * 1024**3
 
 class UsageError(ValueError):
     """A user mistake in the arguments (exit code 2 in the CLI)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; the message says what was kept and how to resume."""
 
 
 @dataclass
@@ -95,6 +106,11 @@ def select_channels(image: Image, channel: list[str] | tuple[str, ...] | None, w
         if len(picks) != wanted:
             raise UsageError(f"the model takes {wanted} input channel(s) but --channel picks {len(picks)}")
         return tuple(picks) if "c" in image.axes else None
+    if have < wanted:
+        raise UsageError(
+            f"the model takes {wanted} input channels but the image has only {have}: "
+            f"use a model trained for {have} channel(s), or pick channels with --channel"
+        )
     if have != wanted:
         raise UsageError(
             f"the image has {have} channel(s) and the model takes {wanted}: choose with --channel"
@@ -127,8 +143,39 @@ class Plan:
     @property
     def labels(self) -> list[LabelsSpec]:
         classes = self.spec.classes
-        return [LabelsSpec("classes", "uint8", colours=CLASS_COLOURS[: max(2, len(classes))],
-                           properties=[{"label-value": i, "class": c} for i, c in enumerate(classes)])]
+        if self.spec.unet.head == "regression":
+            classes = ["background", "foreground", "core"]
+        return [
+            LabelsSpec("classes", "uint8", colours=CLASS_COLOURS[: max(2, len(classes))],
+                       properties=[{"label-value": i, "class": c} for i, c in enumerate(classes)]),
+            LabelsSpec("instances", "int32"),
+        ]
+
+    @property
+    def rule(self) -> InstanceRule:
+        post = self.spec.postprocess or {"name": "components", "params": {}}
+        return instance_rule(post["name"], **post.get("params", {}))
+
+    @property
+    def table_path(self) -> Path:
+        """The per-object CSV next to the output: slide.ome.zarr -> slide.objects.csv."""
+        name = self.output.name
+        for suffix in (".ome.zarr", ".zarr"):
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        return self.output.with_name(name + ".objects.csv")
+
+    def intensity(self, block: Block) -> np.ndarray:
+        """Raw intensity of the block (first model channel), for the object table."""
+        data, axes = self.image.levels[self.level], self.image.axes
+        plane = iter(block.plane)
+        index = tuple(
+            next(plane) if a in "tz" else (self.channels[0] if self.channels else 0) if a == "c" else
+            slice(block.y0, block.y1) if a == "y" else slice(block.x0, block.x1)
+            for a in axes
+        )
+        return np.asarray(data[index].compute(scheduler="synchronous"), dtype=np.float64)
 
     def job(self, stats, batch: int | None = None, threads: int | None = None) -> Job:
         return Job(
@@ -216,6 +263,7 @@ def segment(
     finalize: bool = False,
     scheduler: str | None = None,
     cluster: str | None = None,
+    qc_png: str | os.PathLike | None = None,
 ) -> SegmentResult:
     """Segment every 2D plane of `input` into the OME-Zarr `output` (see README).
 
@@ -237,9 +285,12 @@ def segment(
     )
     if finalize:
         record = _existing_record(plan)
-        finish(plan, record)
-        return _result(plan, t_start, computed=0)
-    record = open_output(plan, overwrite, shared=part is not None)
+        objects, line = finish(plan, record, Path(qc_png) if qc_png else None)
+        return _result(plan, t_start, computed=0, objects=objects, summary=line)
+    try:
+        record = open_output(plan, overwrite, shared=part is not None)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted before any block was computed; nothing was kept") from None
     done = resume.done_blocks(plan.output)
     todo = [b for b in plan.blocks if b.index not in done]
     if part is not None:
@@ -247,18 +298,30 @@ def segment(
     stats = record["stats"]
     bar = _progress(len(todo), progress)
     try:
-        if scheduler or cluster:
-            from biounet.predict.distributed import run_distributed
+        try:
+            if scheduler or cluster:
+                from biounet.predict.distributed import run_distributed
 
-            run_distributed(plan.job(stats, record["batch"]), todo, scheduler, cluster, workers,
-                            on_done=lambda b: bar.update(1))
-        else:
-            run_local(plan.job(stats, record["batch"]), todo, on_done=lambda b: bar.update(1), workers=workers)
-    finally:
-        bar.close()
-    if part is None:
-        finish(plan, record)
-    return _result(plan, t_start, computed=len(todo), skipped=len(done))
+                run_distributed(plan.job(stats, record["batch"]), todo, scheduler, cluster, workers,
+                                on_done=lambda b: bar.update(1))
+            else:
+                run_local(plan.job(stats, record["batch"]), todo, on_done=lambda b: bar.update(1), workers=workers)
+        finally:
+            bar.close()
+        objects, line = (0, "") if part is not None else finish(plan, record, Path(qc_png) if qc_png else None)
+    except BlockError as err:
+        raise BlockError(f"{err}; {_kept(plan)}: fix the cause and rerun the same command to resume") from err.__cause__
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; {_kept(plan)}: the output is resumable, rerun the same command "
+                          "to continue") from None
+    if part is not None:
+        return _result(plan, t_start, computed=len(todo), skipped=len(done))
+    return _result(plan, t_start, computed=len(todo), skipped=len(done), objects=objects, summary=line)
+
+
+def _kept(plan: Plan) -> str:
+    done = len(resume.done_blocks(plan.output))
+    return f"{done} of {len(plan.blocks)} blocks are done and kept in {plan.output}"
 
 
 def open_output(plan: Plan, overwrite: bool, shared: bool = False) -> dict:
@@ -269,11 +332,24 @@ def open_output(plan: Plan, overwrite: bool, shared: bool = False) -> dict:
     made with other parameters, is refused unless `overwrite`.
     """
     output = plan.output
-    if overwrite and output.exists() and not shared:
-        prepare_output(output, overwrite=True)
-    prepare_output(output, overwrite=False, exist_ok=True)
-    if resume.claim_creation(output):
-        return _create(plan)
+    try:
+        if overwrite and output.exists() and not shared:
+            prepare_output(output, overwrite=True)
+        prepare_output(output, overwrite=False, exist_ok=True)
+        created = resume.claim_creation(output)
+    except OSError as err:
+        raise OutputError(
+            f"cannot create output {output} ({err.strerror or err}): {output.resolve().parent} is not writable "
+            "here; choose another -o"
+        ) from None
+    if created:
+        try:
+            return _create(plan)
+        except BaseException:
+            # Nothing was computed yet: leave no half-made output behind (not even a folder
+            # that a rerun would refuse without --overwrite).
+            shutil.rmtree(output, ignore_errors=True)
+            raise
     record = resume.read_record(output)
     if record is None:
         if not shared:
@@ -291,16 +367,25 @@ def open_output(plan: Plan, overwrite: bool, shared: bool = False) -> dict:
 
 
 def _create(plan: Plan) -> dict:
-    """Set up a new output: root group, level-0 arrays, then the run record last."""
+    """Set up a new output: statistics (the first read of the slide, so an unreadable
+    one fails before anything is written), root group, level-0 arrays, then the run
+    record last."""
     output = plan.output
+    sample = sample_for_stats(plan.image.levels[plan.level:], plan.image.axes,
+                              list(plan.channels) if plan.channels else None)
+    stats = normalization_stats(sample, plan.spec.normalization).tolist()
+    nonfinite = count_nonfinite(sample)
+    if nonfinite:
+        warnings.warn(
+            f"{nonfinite} of {sample.size} sampled pixel values of {plan.input} are NaN or infinite: they are "
+            "treated as background (0 after normalisation) and left out of the normalisation statistics",
+            BiounetWarning, stacklevel=2,
+        )
     ensure_root(output, plan.ngff)
     create_level0(output, "labels/classes", plan.layout, plan.labels[0])
     if plan.probabilities:
         create_level0(output, "probabilities", plan.layout,
                       LabelsSpec("probabilities", plan.probabilities, channels=plan.spec.unet.out_channels))
-    sample = sample_for_stats(plan.image.levels[plan.level:], plan.image.axes,
-                              list(plan.channels) if plan.channels else None)
-    stats = normalization_stats(sample, plan.spec.normalization).tolist()
     set_status(output, "running", plan.params)
     record = {"params": plan.params, "stats": stats, "batch": plan.batch, "blocks": len(plan.blocks),
               "status": "running"}
@@ -318,7 +403,7 @@ def _existing_record(plan: Plan) -> dict:
     return record
 
 
-def finish(plan: Plan, record: dict) -> None:
+def finish(plan: Plan, record: dict, qc_png: Path | None = None) -> tuple[int, str]:
     """Pyramids and NGFF metadata once every block is done; labels metadata last."""
     missing = len(plan.blocks) - len(resume.done_blocks(plan.output))
     if missing:
@@ -327,22 +412,46 @@ def finish(plan: Plan, record: dict) -> None:
             "run (or rerun) the missing parts first"
         )
     output, layout = plan.output, plan.layout
+    create_level0(output, "labels/instances", layout, plan.labels[1])
+    classes = zarr.open_array(str(output), path="labels/classes/0", mode="r")
+    instances = zarr.open_array(str(output), path="labels/instances/0", mode="r+")
+    count = label_instances(classes, instances, layout.block, plan.rule)
+    table = measure(instances, plan.intensity, count, layout.block, layout.shape[:-2])
+    write_table(table, plan.table_path, layout.pixel_size.get("x", (None,))[0])
     if plan.write_image:
         write_image_pyramid(output, plan.image.levels[plan.level], plan.image.axes, layout.pixel_size,
                             plan.ngff, layout.block, plan.image.channel_names)
-    build_pyramid(output, "labels/classes", layout.axes, layout.pixel_size, plan.ngff, labels=True)
+    for name in ("classes", "instances"):
+        build_pyramid(output, f"labels/{name}", layout.axes, layout.pixel_size, plan.ngff, labels=True)
+    if qc_png:
+        write_qc_png(plan, qc_png)
     if plan.probabilities:
         c_axes, _ = layout.with_channels(plan.spec.unet.out_channels)
         build_pyramid(output, "probabilities", c_axes, layout.pixel_size, plan.ngff, labels=False)
     write_labels_metadata(output, plan.ngff, plan.labels)
     set_status(output, "complete", plan.params)
-    resume.update_record(output, status="complete")
+    resume.update_record(output, status="complete", objects=count, summary=summary(table))
+    return count, summary(table)
 
 
-def _result(plan: Plan, t_start: float, computed: int, skipped: int = 0) -> SegmentResult:
+def write_qc_png(plan: Plan, path: Path, max_size: int = 2048) -> None:
+    """Overlay thumbnail of the first plane at the finest pyramid level within `max_size`."""
+    level = 0
+    while max(-(-n // 2**level) for n in plan.layout.shape[-2:]) > max_size:
+        level += 1
+    labels = zarr.open_array(str(plan.output), path=f"labels/instances/{level}", mode="r")
+    lead = (0,) * (labels.ndim - 2)
+    lab = np.asarray(labels[lead])
+    data, axes = plan.image.levels[plan.level], plan.image.axes
+    index = tuple(0 if a in "tz" else (plan.channels[0] if plan.channels else 0) if a == "c" else slice(None, None, 2**level) for a in axes)
+    image = np.asarray(data[index].compute())
+    overlay_png(image[: lab.shape[0], : lab.shape[1]], lab, path)
+
+
+def _result(plan: Plan, t_start: float, computed: int, skipped: int = 0, **extra) -> SegmentResult:
     return SegmentResult(
         plan.output, plan.layout.shape, plan.layout.axes, len(plan.blocks), plan.tile, plan.batch,
-        time.perf_counter() - t_start, {"computed": computed, "skipped": skipped},
+        time.perf_counter() - t_start, {"computed": computed, "skipped": skipped, **extra},
     )
 
 
@@ -386,4 +495,4 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="block", desc="segment", disable=not enabled, smoothing=0.1)
 
 
-__all__ = ["segment", "SegmentResult", "UsageError", "ImageReadError"]
+__all__ = ["segment", "SegmentResult", "UsageError", "ImageReadError", "Interrupted"]

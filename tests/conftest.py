@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,47 @@ def make_model(path: Path, seed: int = 0, normalization: dict | None = None, **u
 def tiny_model(tmp_path_factory) -> Path:
     """Depth 5, valid convolutions, width 4, no normalisation."""
     return make_model(tmp_path_factory.mktemp("models") / "tiny.pt")
+
+
+
+@contextmanager
+def single_thread():
+    """One torch thread (also in biounet's own contexts, via OMP_NUM_THREADS): on the
+    shared 2-core machines two threads waiting for busy cores are many times slower."""
+    saved_env, saved_threads = os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved_threads)
+        if saved_env is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved_env
+
+
+@pytest.fixture
+def one_thread():
+    with single_thread():
+        yield
+
+
+def threshold_model(path: Path, threshold: float = 0.5) -> Path:
+    """A hand-set original-geometry U-Net whose class map is (input > threshold).
+
+    Only the full-resolution skip path carries signal (centre taps of 1), so the
+    foreground logit is 40 * (x - threshold): an exact, known segmentation for
+    testing what happens after the network (instances, tables, stitching).
+    """
+    net = UNet(width=2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        for conv in (net.down[0][0], net.down[0][2], net.up_conv[-1][2]):
+            conv.weight[0, 0, 1, 1] = 1.0
+        net.up_conv[-1][0].weight[0, 0, 1, 1] = 1.0  # skip channel 0 of the concatenation
+        net.head.weight[1, 0, 0, 0] = 40.0
+        net.head.bias[1] = -40.0 * threshold
+    save_model(path, net, ModelSpec(unet=net.config, normalization={"method": "none"}))
+    return path

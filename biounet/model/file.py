@@ -27,6 +27,10 @@ class ModelFileError(ValueError):
     """A model file that cannot be used (corrupt, incompatible or too new)."""
 
 
+class ModelNotFoundError(ModelFileError):
+    """The model path does not exist (a usage error)."""
+
+
 @dataclass
 class ModelSpec:
     """What a trained network is for and how to feed it.
@@ -87,7 +91,9 @@ def read_model_payload(path: str | Path) -> dict:
     """The raw dict of a model file, checked for format and version."""
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"model file not found: {path}")
+        kind = "is a folder, not a model file" if path.is_dir() else "not found"
+        raise ModelNotFoundError(f"model file {kind}: {path}; check --model")
+    _check_zip(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError, io.UnsupportedOperation) as err:
@@ -106,6 +112,29 @@ def read_model_payload(path: str | Path) -> dict:
     return payload
 
 
+def _check_zip(path: Path) -> None:
+    """Verify the checksums of a zip-format model file (what torch.save writes).
+
+    torch.load does not check them, so a model with flipped bytes in its weights
+    would load and silently predict garbage.
+    """
+    if not zipfile.is_zipfile(path):
+        return  # torch.load says what is wrong with it
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except Exception as err:  # noqa: BLE001 - zipfile raises many types for broken archives
+        raise ModelFileError(
+            f"{path} is not a readable biounet model file ({type(err).__name__}); "
+            "copy it again, re-export it with 'biounet train' or pass another --model"
+        ) from None
+    if bad is not None:
+        raise ModelFileError(
+            f"{path} is corrupt: its part {bad!r} fails its checksum (a damaged copy?); "
+            "copy it again or pass another --model"
+        )
+
+
 def load_model(path: str | Path) -> tuple[UNet, ModelSpec]:
     """Rebuild the network of a model file (on the CPU, in eval mode) and its spec."""
     payload = read_model_payload(path)
@@ -115,11 +144,22 @@ def load_model(path: str | Path) -> tuple[UNet, ModelSpec]:
         net.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ModelFileError(
-            f"{path} does not match the biounet U-Net ({str(err).splitlines()[0]}); "
-            "it may come from another tool or a broken export"
+            f"{path} does not match the biounet U-Net ({_mismatch(err)}); "
+            "it may come from another tool or a broken export: pass another --model"
         ) from None
     net.eval()
     return net, spec
+
+
+def _mismatch(err: BaseException) -> str:
+    """The first concrete problem of a failed rebuild (load_state_dict puts it on line 2)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if isinstance(err, KeyError):
+        return f"missing entry {err}"
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        more = f"; {len(lines) - 2} more" if len(lines) > 2 else ""
+        return lines[1].rstrip(".") + more
+    return lines[0] if lines else type(err).__name__
 
 
 def default_model_path() -> Path:

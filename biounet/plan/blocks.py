@@ -28,6 +28,11 @@ class Block:
     def shape(self) -> tuple[int, int]:
         return (self.y1 - self.y0, self.x1 - self.x0)
 
+    def describe(self) -> str:
+        """Where the block lies, for messages: 'y 0-1024, x 2048-3072' (plus the plane)."""
+        plane = f"plane {','.join(map(str, self.plane))}, " if self.plane else ""
+        return f"{plane}y {self.y0}-{self.y1}, x {self.x0}-{self.x1}"
+
     def key(self) -> str:
         """A stable name, used by resume markers and logs."""
         plane = ".".join(map(str, self.plane)) or "-"

@@ -38,10 +38,11 @@ def predict_array(
     if stats is None:
         stats = normalization_stats(image.reshape(image.shape[0], -1).astype(np.float64), spec.normalization)
     out = None
+    fallback: dict = {}  # a smaller tile / batch after running out of memory, kept for later blocks
     for b in plan_blocks((), h, w, block, geometry.align):
         y0, y1, x0, x1, _, _ = block_window(b, tile, geometry)
         window = normalize(mirror_window(lambda ys, xs: image[:, ys, xs], (h, w), y0, y1, x0, x1), stats)
-        y = predict_block(net, window, b, tile, geometry, batch)
+        y = predict_block(net, window, b, tile, geometry, batch, fallback)
         if out is None:
             out = np.empty((y.shape[0], h, w), np.float32)
         out[:, b.y0 : b.y1, b.x0 : b.x1] = y

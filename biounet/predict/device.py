@@ -32,11 +32,18 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def cpu_threads() -> int:
-    """Cores this process may use (respects affinity masks set by schedulers like SLURM)."""
+    """Cores this process may use (respects affinity masks set by schedulers like SLURM),
+    at most OMP_NUM_THREADS if that is set (on a shared machine, torch threads that
+    wait for busy cores make a run many times slower)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        limit = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        limit = 0
+    return max(1, min(cores, limit)) if limit > 0 else cores
 
 
 def prepare(net: UNet, device: torch.device, threads: int | None = None) -> UNet:

@@ -50,7 +50,7 @@ def run_distributed(
     """Process `blocks` as Dask tasks; each task reads, predicts and writes its block."""
     from dask.distributed import as_completed
 
-    from biounet.predict.engine import BlockError
+    from biounet.predict.engine import block_failure
 
     blocks = list(blocks)
     if cluster == "local":
@@ -71,7 +71,7 @@ def run_distributed(
                 err = fut.exception()
                 for other in futures:
                     other.cancel()
-                raise BlockError(f"block {block.key()} failed: {type(err).__name__}: {err}") from err
+                raise block_failure(block, err)
             if on_done is not None:
                 on_done(block)
     finally:

@@ -23,6 +23,7 @@ from biounet.model.geometry import Geometry
 from biounet.model.unet import UNet
 from biounet.plan.blocks import Block
 from biounet.plan.mirror import mirror_window
+from biounet.postprocess import output_classes
 from biounet.predict.device import prepare, resolve_device
 from biounet.predict.normalize import normalize
 from biounet.predict.resume import mark_done
@@ -52,6 +53,20 @@ class BlockError(RuntimeError):
     """A block that failed, with the block named."""
 
 
+def block_failure(block: Block, err: BaseException) -> BlockError:
+    """A BlockError naming `block` and the cause (the message of our own errors,
+    type and message of others)."""
+    from biounet.read.image import ImageReadError
+    from biounet.predict.tiles import DeviceMemoryError
+
+    cause = str(err) if isinstance(err, (ImageReadError, DeviceMemoryError)) else f"{type(err).__name__}: {err}"
+    cause = cause.strip().splitlines()[0] if cause.strip() else type(err).__name__
+    failure = BlockError(f"block {block.index} ({block.describe()}) failed: {cause}")
+    failure.block = block
+    failure.__cause__ = err
+    return failure
+
+
 class Context:
     """A job opened in one process: image, network, output arrays."""
 
@@ -66,6 +81,7 @@ class Context:
         self.geometry = Geometry(self.spec.unet.depth, self.spec.unet.padding)
         self.stats = np.asarray(job.stats, dtype=np.float64)
         self._lock = threading.Lock()
+        self.fallback: dict = {}  # smaller tile / batch after running out of memory (see predict_block)
 
     @cached_property
     def classes(self) -> zarr.Array:
@@ -97,7 +113,7 @@ class Context:
         return normalize(raw, self.stats)
 
     def predict(self, block: Block, window: np.ndarray) -> np.ndarray:
-        return predict_block(self.net, window, block, self.job.tile, self.geometry, self.job.batch)
+        return predict_block(self.net, window, block, self.job.tile, self.geometry, self.job.batch, self.fallback)
 
     def write(self, block: Block, output: np.ndarray) -> None:
         ys, xs = slice(block.y0, block.y1), slice(block.x0, block.x1)
@@ -111,10 +127,9 @@ class Context:
 
 
 def class_map(output: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """uint8 class per pixel: argmax of the classes, or foreground > 0.5 for regression."""
-    if spec.unet.head == "classification":
-        return output.argmax(axis=0).astype(np.uint8)
-    return (output[0] > 0.5).astype(np.uint8)
+    """uint8 class per pixel, as the model's post-processing defines it."""
+    post = spec.postprocess or {"name": "components", "params": {}}
+    return output_classes(post["name"], output, **post.get("params", {}))
 
 
 def encode_probabilities(output: np.ndarray, dtype: str) -> np.ndarray:
@@ -153,8 +168,7 @@ def run_local(job: Job, blocks: Iterable[Block], on_done: Callable[[Block], None
 
     def fail(block: Block, err: BaseException) -> None:
         if not failure:
-            failure.append(BlockError(f"block {block.key()} failed: {type(err).__name__}: {err}"))
-            failure[0].__cause__ = err
+            failure.append(err if isinstance(err, KeyboardInterrupt) else block_failure(block, err))
 
     with ThreadPoolExecutor(max(2, workers), thread_name_prefix="biounet-read") as readers, \
             ThreadPoolExecutor(2, thread_name_prefix="biounet-write") as writers:
@@ -182,7 +196,7 @@ def run_local(job: Job, blocks: Iterable[Block], on_done: Callable[[Block], None
                     window = reads.pop(i).result()
                     schedule_reads(1)
                     output = ctx.predict(block, window)
-                except BaseException as err:  # noqa: BLE001 - reported with the block named
+                except BaseException as err:  # noqa: BLE001 - reported with the block named (Ctrl-C as such)
                     fail(block, err)
                     return
                 fut = writers.submit(ctx.write, block, output)
@@ -197,19 +211,27 @@ def run_local(job: Job, blocks: Iterable[Block], on_done: Callable[[Block], None
                 fut.add_done_callback(done)
                 pending.append(fut)
 
-        schedule_reads(prefetch * max(1, workers))
-        if workers <= 1:
-            network_loop(0, 1)
-        else:
-            threads = [threading.Thread(target=network_loop, args=(w, workers)) for w in range(workers)]
-            for t in threads:
-                t.start()
+        threads: list[threading.Thread] = []
+        try:
+            schedule_reads(prefetch * max(1, workers))
+            if workers <= 1:
+                network_loop(0, 1)
+            else:
+                threads = [threading.Thread(target=network_loop, args=(w, workers), daemon=True) for w in range(workers)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    while t.is_alive():  # join with a timeout so Ctrl-C reaches this thread
+                        t.join(0.1)
+        except KeyboardInterrupt as err:
+            fail(blocks[0], err)  # the network threads stop after their current block
             for t in threads:
                 t.join()
-        for fut in pending:
-            fut.exception()
-        for fut in reads.values():
-            fut.cancel()
+        finally:
+            for fut in reads.values():
+                fut.cancel()
+            for fut in pending:  # blocks already predicted are written and recorded
+                fut.exception()
     if failure:
         raise failure[0]
 

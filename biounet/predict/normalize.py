@@ -56,8 +56,19 @@ def sample_for_stats(levels: list[da.Array], axes: str, channels: list[int] | No
     return values.astype(np.float64)
 
 
+def count_nonfinite(sample: np.ndarray) -> int:
+    """Number of NaN or infinite values in a sample (0 for integer data)."""
+    if not np.issubdtype(sample.dtype, np.floating):
+        return 0
+    return int(sample.size - np.count_nonzero(np.isfinite(sample)))
+
+
 def normalization_stats(sample: np.ndarray, spec: dict) -> np.ndarray:
-    """Per-channel (low, high) pairs, shape (C, 2), for a normalisation spec."""
+    """Per-channel (low, high) pairs, shape (C, 2), for a normalisation spec.
+
+    Non-finite values (NaN, inf) are left out of the statistics: they are treated
+    as background (see `normalize`), so they must not shift the percentiles.
+    """
     method = spec.get("method", "none")
     nchan = sample.shape[0]
     if method == "none":

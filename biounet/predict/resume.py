@@ -85,6 +85,11 @@ def wait_for_record(output: Path, timeout: float = 600.0, poll: float = 0.5) -> 
         record = read_record(output)
         if record is not None:
             return record
+        if not Path(output).exists():
+            raise ResumeError(
+                f"{output} was removed while another process was setting it up (it failed: see its "
+                "error); fix the cause and start again"
+            )
         time.sleep(poll)
     raise ResumeError(
         f"{output} exists but holds no biounet run record after {timeout:.0f} s: another process "

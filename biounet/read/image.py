@@ -27,7 +27,12 @@ class ImageReadError(ValueError):
     """A path that cannot be read as an image (with a message saying why)."""
 
 
-class InputNotFoundError(ImageReadError):
+class ImageUsageError(ImageReadError):
+    """An input argument that cannot name an image: a folder that is no zarr
+    store, or --axes that do not fit (a usage error, exit code 2 in the CLI)."""
+
+
+class InputNotFoundError(ImageUsageError):
     """The input path does not exist (a usage error)."""
 
 
@@ -70,10 +75,10 @@ def open_image(path: str | os.PathLike, axes: str | None = None) -> Image:
         raise InputNotFoundError(f"input not found: {path}; check the path")
     if path.is_dir():
         if not (path / ".zgroup").exists() and not (path / ".zarray").exists() and not (path / "zarr.json").exists():
-            raise ImageReadError(f"{path} is a directory but not a zarr store; pass an image file or a .zarr folder")
+            raise ImageUsageError(f"{path} is a directory but not a zarr store; pass an image file or a .zarr folder")
         return _open_zarr(path, axes)
     if path.stat().st_size == 0:
-        raise ImageReadError(f"{path} is empty (0 bytes)")
+        raise ImageReadError(f"{path} is empty (0 bytes); check the file (an interrupted copy?)")
     return _open_tiff(path, axes)
 
 
@@ -89,11 +94,11 @@ def _to_canonical(arr: da.Array, axes: str) -> tuple[da.Array, str]:
         idx = [i for i, a in enumerate(axes) if a == dup]
         ones = [i for i in idx if arr.shape[i] == 1]
         if not ones:
-            raise ImageReadError(f"axes {axes!r} name {dup!r} twice with sizes > 1; pass --axes")
+            raise ImageUsageError(f"axes {axes!r} name {dup!r} twice with sizes > 1; pass --axes")
         arr = arr.squeeze(axis=ones[0])
         axes = axes[: ones[0]] + axes[ones[0] + 1 :]
     if "y" not in axes or "x" not in axes or set(axes) - set(CANONICAL):
-        raise ImageReadError(f"cannot interpret axes {axes!r}: need y and x, and only t, c, z, y, x")
+        raise ImageUsageError(f"cannot interpret axes {axes!r}: need y and x, and only t, c, z, y, x; pass --axes")
     order = _canonical(axes)
     return arr.transpose([axes.index(a) for a in order]), order
 
@@ -111,13 +116,13 @@ def _guess_axes(shape: tuple[int, ...]) -> str:
         return "czyx"
     if nd == 5:
         return "tczyx"
-    raise ImageReadError(f"cannot guess the axes of a {nd}-D array with shape {shape}; pass --axes")
+    raise ImageUsageError(f"cannot guess the axes of a {nd}-D array with shape {shape}; pass --axes")
 
 
 def _check_axes(axes: str, ndim: int) -> str:
     axes = axes.lower()
     if len(axes) != ndim:
-        raise ImageReadError(f"--axes {axes!r} has {len(axes)} letters but the image has {ndim} dimensions")
+        raise ImageUsageError(f"--axes {axes!r} has {len(axes)} letters but the image has {ndim} dimensions")
     return axes
 
 
@@ -125,6 +130,8 @@ def _open_tiff(path: Path, axes: str | None) -> Image:
     try:
         with tifffile.TiffFile(path) as tif:
             series = tif.series[0]
+            if 0 in series.shape:
+                _raise_zero_sized(path, series.shape)
             tiff_axes = "".join(_TIFF_AXES.get(a, a.lower()) for a in series.axes)
             nlevels = len(series.levels)
             pixel_size = _tiff_pixel_size(tif, series)
@@ -134,21 +141,84 @@ def _open_tiff(path: Path, axes: str | None) -> Image:
                 fmt += f", pyramid of {nlevels}"
             page = series.keyframe
             chunked = page.is_tiled
+    except ImageReadError:
+        raise
     except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError, struct_error()) as err:
-        raise ImageReadError(f"{path} is not a readable TIFF ({str(err).splitlines()[0] or type(err).__name__}); check the file") from None
+        raise ImageReadError(
+            f"{path} is not a readable TIFF ({_first_line(err)}); biounet reads TIFF, OME-TIFF, zarr and "
+            "OME-Zarr: check the file or convert it"
+        ) from None
     levels = []
     for level in range(nlevels):
-        store = tifffile.imread(path, aszarr=True, series=0, level=level)
-        arr = da.from_zarr(zarr.open(store, mode="r"), inline_array=True)
+        try:
+            store = tifffile.imread(path, aszarr=True, series=0, level=level)
+            arr = zarr.open(store, mode="r")
+        except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError, struct_error()) as err:
+            raise ImageReadError(f"{path} is not a readable TIFF (level {level}: {_first_line(err)}); check the file") from None
+        arr = checked_dask(arr, path, level)
         level_axes = _check_axes(axes, arr.ndim) if axes else tiff_axes
         arr, canon = _to_canonical(arr, level_axes)
         levels.append(arr)
     if any(s == 0 for s in levels[0].shape):
-        raise ImageReadError(f"{path} has a zero-sized dimension (shape {levels[0].shape})")
+        _raise_zero_sized(path, levels[0].shape)
     chunks = tuple(c[0] for c in levels[0].chunks)
     if not chunked:
         fmt += ", striped"
     return Image(path, levels[0], canon, levels, pixel_size, fmt, channel_names, chunks)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _raise_zero_sized(path: Path, shape: tuple[int, ...]) -> None:
+    raise ImageReadError(f"{path} has a zero-sized dimension (shape {tuple(shape)}): there is nothing to segment; check the file")
+
+
+class _CheckedArray:
+    """A zarr array whose reads fail with an ImageReadError naming the file.
+
+    A truncated or corrupt slide often opens fine (only the header is read) and
+    fails when a tile is decoded, deep inside dask and a worker thread; this turns
+    whatever the decoder raised into a one-line message saying which file and
+    which region could not be read.
+    """
+
+    def __init__(self, arr: Any, path: Path, level: int) -> None:
+        self.arr, self.path, self.level = arr, path, level
+        self.shape, self.dtype, self.ndim = tuple(arr.shape), np.dtype(arr.dtype), arr.ndim
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            return np.asarray(self.arr[key])
+        except Exception as err:  # noqa: BLE001 - decoders raise anything (zlib, tifffile, codecs, OSError)
+            region = ", ".join(f"{k.start}:{k.stop}" if isinstance(k, slice) else str(k) for k in
+                               (key if isinstance(key, tuple) else (key,)))
+            where = f"level {self.level}, " if self.level else ""
+            raise ImageReadError(
+                f"cannot read {self.path} ({where}region [{region}]: {_first_line(err)}); "
+                "the file may be truncated or corrupt: check it or copy it again"
+            ) from err
+
+
+def checked_dask(arr: Any, path: Path, level: int = 0) -> da.Array:
+    """A lazy dask view of a zarr array (its chunks), reads checked by `_CheckedArray`."""
+    name = f"biounet-read-{dask_token(path, level, arr.shape, str(arr.dtype))}"
+    return da.from_array(_CheckedArray(arr, path, level), chunks=arr.chunks, name=name, inline_array=True,
+                         asarray=False, meta=np.empty((0,) * arr.ndim, dtype=arr.dtype))
+
+
+def dask_token(path: Path, *parts: Any) -> str:
+    """A dask name for a file's array: changes when the file does."""
+    from dask.base import tokenize
+
+    try:
+        stat = Path(path).stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        stamp = None
+    return tokenize(str(Path(path).resolve()), stamp, *parts)
 
 
 def struct_error() -> type:
@@ -211,7 +281,7 @@ def _open_zarr(path: Path, axes: str | None) -> Image:
     try:
         node = zarr.open(str(path), mode="r")
     except Exception as err:  # zarr raises many types for broken stores
-        raise ImageReadError(f"{path} is not a readable zarr store ({type(err).__name__}: {err})") from None
+        raise ImageReadError(f"{path} is not a readable zarr store ({type(err).__name__}: {_first_line(err)}); check it") from None
     pixel_size: dict[str, tuple[float, str]] = {}
     if isinstance(node, zarr.Array):
         arrays = [node]
@@ -225,7 +295,10 @@ def _open_zarr(path: Path, axes: str | None) -> Image:
         if not multiscales:
             raise ImageReadError(f"{path} is a zarr group without OME-Zarr multiscales metadata; point at an array inside it")
         ms = multiscales[0]
-        arrays = [node[d["path"]] for d in ms["datasets"]]
+        try:
+            arrays = [node[d["path"]] for d in ms["datasets"]]
+        except (KeyError, TypeError) as err:
+            raise ImageReadError(f"{path}: OME-Zarr multiscales name a dataset that is missing ({_first_line(err)}); check the store") from None
         node_axes = "".join(a["name"] if isinstance(a, dict) else a for a in ms.get("axes", [])) or _guess_axes(arrays[0].shape)
         if axes:
             node_axes = _check_axes(axes, arrays[0].ndim)
@@ -236,11 +309,11 @@ def _open_zarr(path: Path, axes: str | None) -> Image:
         pixel_size = _ngff_pixel_size(ms, node_axes)
         names = _omero_names(ome)
     levels = []
-    for arr in arrays:
-        d, canon = _to_canonical(da.from_zarr(arr, inline_array=True), node_axes)
+    for i, arr in enumerate(arrays):
+        d, canon = _to_canonical(checked_dask(arr, path, i), node_axes)
         levels.append(d)
     if any(s == 0 for s in levels[0].shape):
-        raise ImageReadError(f"{path} has a zero-sized dimension (shape {levels[0].shape})")
+        _raise_zero_sized(path, levels[0].shape)
     chunks = tuple(c[0] for c in levels[0].chunks)
     return Image(path, levels[0], canon, levels, pixel_size, fmt, names, chunks)
 
@@ -275,4 +348,4 @@ def describe(image: Image) -> dict:
     }
 
 
-__all__ = ["Image", "ImageReadError", "open_image", "describe"]
+__all__ = ["Image", "ImageReadError", "ImageUsageError", "InputNotFoundError", "open_image", "describe"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,8 +104,10 @@ def prepare_output(path: Path, overwrite: bool, exist_ok: bool = False) -> None:
     elif path.exists() and not path.is_dir():
         raise OutputError(f"output {path} exists and is not a folder; pass --overwrite or choose another -o")
     parent = path.resolve().parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"cannot write {path}: {parent} is a file, not a folder; choose another -o")
     if not parent.is_dir():
-        raise OutputError(f"cannot write {path}: folder {parent} does not exist")
+        raise OutputError(f"cannot write {path}: folder {parent} does not exist; create it or choose another -o")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write into {parent} (permission denied); choose another -o")
 
@@ -141,13 +144,14 @@ def open_level0(root: Path, group_path: str) -> zarr.Array:
     return zarr.open_array(str(root), path=f"{group_path}/0", mode="r+")
 
 
-def _scale_transforms(axes: str, pixel_size: dict, factors: list[int]) -> list[list[dict]]:
+def _scale_transforms(axes: str, pixel_size: dict, factors: list[tuple[int, int]]) -> list[list[dict]]:
+    """Scale transforms of pyramid levels downsampled by (fy, fx) each."""
     out = []
-    for f in factors:
+    for fy, fx in factors:
         scale = []
         for a in axes:
             base = pixel_size.get(a, (1.0, ""))[0] if a in "zyx" else 1.0
-            scale.append(base * f if a in "yx" else base)
+            scale.append(base * {"y": fy, "x": fx}.get(a, 1))
         out.append([{"type": "scale", "scale": scale}])
     return out
 
@@ -168,22 +172,26 @@ def build_pyramid(root: Path, group_path: str, axes: str, pixel_size: dict, ngff
     """Write levels 1.. of `group_path` from its level 0 and its multiscales metadata.
 
     Labels are downsampled by taking every second pixel (nearest neighbour, so
-    label values are never blended); probabilities by 2x2 means.
-    Returns the number of levels.
+    label values are never blended); probabilities by 2x2 means. An axis one
+    pixel long is not downsampled (and its scale stays), as ome-zarr-py does for
+    the image. Returns the number of levels.
     """
     fmt = ngff_format(ngff)
     level0 = zarr.open_array(str(root), path=f"{group_path}/0", mode="r")
-    factors = pyramid_factors(level0.shape[-2], level0.shape[-1])
+    nlevels = len(pyramid_factors(level0.shape[-2], level0.shape[-1]))
     zf = _zarr_format(ngff)
     prev = level0
-    for i in range(1, len(factors)):
-        shape = prev.shape[:-2] + (-(-prev.shape[-2] // 2), -(-prev.shape[-1] // 2))
+    factors = [(1, 1)]
+    for i in range(1, nlevels):
+        sy, sx = (2 if prev.shape[-2] > 1 else 1), (2 if prev.shape[-1] > 1 else 1)
+        shape = prev.shape[:-2] + (-(-prev.shape[-2] // sy), -(-prev.shape[-1] // sx))
         arr = zarr.create_array(
             store=str(root), name=f"{group_path}/{i}", shape=shape,
             chunks=tuple(min(c, s) for c, s in zip(level0.chunks, shape)),
             dtype=level0.dtype, fill_value=0, zarr_format=zf, overwrite=True, **_format_kwargs(zf, axes),
         )
-        downsample_into(prev, arr, labels)
+        downsample_into(prev, arr, labels, (sy, sx))
+        factors.append((factors[-1][0] * sy, factors[-1][1] * sx))
         prev = arr
     group = zarr.open_group(str(root), path=group_path, mode="r+")
     datasets = [
@@ -194,8 +202,8 @@ def build_pyramid(root: Path, group_path: str, axes: str, pixel_size: dict, ngff
     return len(factors)
 
 
-def downsample_into(src: zarr.Array, dst: zarr.Array, labels: bool) -> None:
-    """Fill `dst` with `src` halved in y and x, one destination chunk at a time.
+def downsample_into(src: zarr.Array, dst: zarr.Array, labels: bool, step: tuple[int, int] = (2, 2)) -> None:
+    """Fill `dst` with `src` shrunk by `step` (2 or 1) in y and x, one destination chunk at a time.
 
     Labels take every second pixel (nearest neighbour: label values are never
     blended); other data take 2x2 means. Memory: one chunk, whatever the size.
@@ -208,13 +216,14 @@ def downsample_into(src: zarr.Array, dst: zarr.Array, labels: bool) -> None:
     def one(origin: tuple[int, ...]) -> None:
         region = tuple(slice(o, min(o + c, n)) for o, c, n in zip(origin, dst.chunks, dst.shape))
         lead, (ys, xs) = region[:-2], region[-2:]
-        part = src[lead + (slice(2 * ys.start, 2 * ys.stop), slice(2 * xs.start, 2 * xs.stop))]
+        sy, sx = step
+        part = src[lead + (slice(sy * ys.start, sy * ys.stop), slice(sx * xs.start, sx * xs.stop))]
         if labels:
-            out = part[..., ::2, ::2]
+            out = part[..., ::sy, ::sx]
         else:
-            pad = [(0, 0)] * (part.ndim - 2) + [(0, part.shape[-2] % 2), (0, part.shape[-1] % 2)]
+            pad = [(0, 0)] * (part.ndim - 2) + [(0, part.shape[-2] % sy), (0, part.shape[-1] % sx)]
             p = np.pad(part.astype(np.float32), pad, mode="edge")
-            out = 0.25 * (p[..., ::2, ::2] + p[..., 1::2, ::2] + p[..., ::2, 1::2] + p[..., 1::2, 1::2])
+            out = sum(p[..., i::sy, j::sx] for j in range(sx) for i in range(sy)) / (sy * sx)
             if np.issubdtype(dst.dtype, np.integer):
                 out = np.rint(out)
         dst[region] = out.astype(dst.dtype)
@@ -229,14 +238,17 @@ def write_image_pyramid(root: Path, image: da.Array, axes: str, pixel_size: dict
     group = zarr.open_group(str(root), mode="a", zarr_format=_zarr_format(ngff))
     factors = pyramid_factors(image.shape[-2], image.shape[-1])
     chunks = tuple(1 if a in "tcz" else block for a in axes)
-    scale = {a: pixel_size.get(a, (1.0, ""))[0] for a in axes if a in "zyx"}
+    scale = {a: pixel_size.get(a, (1.0, ""))[0] if a in "zyx" else 1.0 for a in axes}
     units = {a: pixel_size[a][1] for a in axes if a in "zyx" and a in pixel_size and pixel_size[a][1]}
     image = image.rechunk(tuple(min(c, s) for c, s in zip(chunks, image.shape)))
-    write_image(
-        image, group, scale_factors=[{"y": f, "x": f} for f in factors[1:]] if factors[1:] else [],
-        axes=list(axes), fmt=fmt, storage_options={"chunks": tuple(min(c, s) for c, s in zip(chunks, image.shape))},
-        scale=scale, axes_units=units or None, name=Path(str(root)).name,
-    )
+    with warnings.catch_warnings():
+        # A 1-pixel-wide axis is left as it is (as build_pyramid does for the labels).
+        warnings.filterwarnings("ignore", message="Dimension .* is too small to downsample")
+        write_image(
+            image, group, scale_factors=[{"y": f, "x": f} for f in factors[1:]] if factors[1:] else [],
+            axes=list(axes), fmt=fmt, storage_options={"chunks": tuple(min(c, s) for c, s in zip(chunks, image.shape))},
+            scale=scale, axes_units=units or None, name=Path(str(root)).name,
+        )
 
 
 def ensure_root(root: Path, ngff: str) -> zarr.Group:

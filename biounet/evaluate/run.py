@@ -1,0 +1,212 @@
+"""Score a folder of segmentations, or a model's predictions, against a folder of labels.
+
+Files are matched by name stem (as in training). Predictions are instance
+label images (0 = background; a 0/1 mask counts as its connected components),
+e.g. a classical baseline's output or `biounet segment`'s; with a model, every
+image goes through `predict_array` (the tiled engine of `segment`) and the
+model's post-processing. The same `score` and `summarize` serve validation
+during training, so validation scores and `biounet evaluate` agree.
+
+Membrane-type data (labels that are 0/1 masks, e.g. ISBI 2012: 1 = cell
+interior, 0 = membrane) also get pixel error and foreground-restricted Rand
+error (`membrane_scores`); with a model, those use the foreground probability
+(cut at 0.5), i.e. the class map `segment` writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from biounet.evaluate.metrics import InstanceScores, MembraneScores, aggregate, instance_scores, membrane_scores
+from biounet.model.file import ModelSpec
+from biounet.postprocess import postprocess
+from biounet.train.data import (
+    INTERNAL_IGNORE,
+    DataError,
+    image_files,
+    is_class_mask,
+    is_folder,
+    read_image,
+    read_labels,
+    stem,
+    to_instances,
+)
+
+MEMBRANE_COLUMNS = ("pixel_error", "rand_error", "rand_precision", "rand_recall")
+
+
+@dataclass
+class ImageScores:
+    """All scores of one image."""
+
+    name: str
+    instance: InstanceScores
+    membrane: MembraneScores | None = None
+
+    def row(self) -> dict:
+        """Flat columns for tables and CSV."""
+        s = self.instance
+        out: dict = {"image": self.name, "n_true": s.n_true, "n_pred": s.n_pred}
+        out.update({f"f1_{t:.2f}": f for t, f in zip(s.thresholds, s.f1)})
+        out.update(average_f1=s.average_f1, missed=s.missed, extra=s.extra, splits=s.splits, merges=s.merges,
+                   pixel_iou=s.foreground_iou, pixel_dice=s.foreground_dice)
+        if self.membrane is not None:
+            out.update({k: getattr(self.membrane, k) for k in MEMBRANE_COLUMNS})
+        return out
+
+
+def foreground_probability(output: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """P(foreground) of a classification output (1 - P(class 0)); the output itself for regression."""
+    if spec.unet.head == "classification":
+        return 1.0 - output[0] if output.shape[0] > 1 else output[0]
+    return output[0]
+
+
+def prediction(output: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(instances, foreground) of one network output, by the model's post-processing.
+
+    foreground: the probability for a classification model, the instance mask
+    for regression (its own threshold lives in the post-processing).
+    """
+    post = spec.postprocess or {"name": "components", "params": {}}
+    instances = postprocess(post["name"], output, **post.get("params", {}))
+    if spec.unet.head == "classification":
+        return instances, foreground_probability(output, spec)
+    return instances, (instances != 0).astype(np.uint8)
+
+
+def score(name: str, labels: np.ndarray, pred: np.ndarray, foreground: np.ndarray | None = None, *,
+          membrane: bool = False, ignore: int | None = None) -> ImageScores:
+    """Scores of a predicted instance image (and optional foreground) against labels.
+
+    Ignored pixels are removed from truth and prediction before instance
+    scoring. `foreground` (probability or mask) drives the membrane scores;
+    without it the predicted instances' mask does.
+    """
+    labels, pred = np.asarray(labels), np.asarray(pred)
+    if labels.shape != pred.shape:
+        raise DataError(f"{name}: labels are {labels.shape} but the prediction is {pred.shape}")
+    truth = to_instances(labels, ignore)
+    ignored = truth == INTERNAL_IGNORE
+    truth[ignored] = 0
+    predicted = to_instances(pred)
+    predicted[ignored] = 0
+    inst = instance_scores(truth, predicted)
+    mem = None
+    if membrane:
+        fg = (predicted != 0).astype(np.uint8) if foreground is None else foreground
+        mem = membrane_scores(truth != 0, fg)
+    return ImageScores(name, inst, mem)
+
+
+def summarize(scores: Sequence[ImageScores]) -> dict:
+    """Data-set row: per-image mean F1 and IoU/Dice, pooled F1, summed counts, mean membrane scores."""
+    agg = aggregate(s.instance for s in scores)
+    out: dict = {"image": f"ALL ({len(scores)})", "n_true": agg["n_true"], "n_pred": agg["n_pred"]}
+    out.update({f"f1_{t:.2f}": f for t, f in zip(agg["thresholds"], agg["f1"])})
+    out.update(average_f1=agg["average_f1"], missed=agg["missed"], extra=agg["extra"], splits=agg["splits"],
+               merges=agg["merges"], pixel_iou=agg["foreground_iou"], pixel_dice=agg["foreground_dice"])
+    if all(s.membrane is not None for s in scores):
+        out.update({k: float(np.mean([getattr(s.membrane, k) for s in scores])) for k in MEMBRANE_COLUMNS})
+    out["average_f1_pooled"] = agg["average_f1_pooled"]
+    return out
+
+
+@dataclass
+class EvaluationTable:
+    """Per-image rows and the data-set summary row."""
+
+    rows: list[dict]
+    summary: dict
+    membrane: bool = False
+    scores: list[ImageScores] = field(default_factory=list, repr=False)
+
+    def columns(self) -> list[str]:
+        cols = list(self.rows[0]) if self.rows else []
+        return cols + [c for c in self.summary if c not in cols]
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Per-image rows, then the summary row."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns(), restval="")
+            writer.writeheader()
+            writer.writerows([*self.rows, self.summary])
+        return path
+
+    def format(self, columns: Iterable[str] | None = None) -> str:
+        """A plain-text table (headline columns by default)."""
+        if columns is None:
+            columns = ["image", "n_true", "n_pred", "f1_0.50", "f1_0.70", "f1_0.90", "average_f1", "missed",
+                       "extra", "splits", "merges", "pixel_iou", "pixel_dice"]
+            if self.membrane:
+                columns += ["pixel_error", "rand_error"]
+        columns = list(columns)
+
+        def cell(value) -> str:
+            return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+        body = [[cell(r.get(c, "")) for c in columns] for r in [*self.rows, self.summary]]
+        widths = [max(len(c), *(len(row[i]) for row in body)) for i, c in enumerate(columns)]
+        name_width = min(widths[0], 40)
+
+        def line(values: list[str]) -> str:
+            first = values[0] if len(values[0]) <= name_width else values[0][: name_width - 1] + "~"
+            return "  ".join([first.ljust(name_width)] + [v.rjust(w) for v, w in zip(values[1:], widths[1:])])
+
+        rule = "-" * len(line(columns))
+        return "\n".join([line(columns), rule, *(line(r) for r in body[:-1]), rule, line(body[-1])])
+
+
+def _files(path: Path) -> dict[str, Path]:
+    return image_files(path) if is_folder(path) else {stem(path): path}
+
+
+def evaluate(labels_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = None,
+             model: str | os.PathLike | None = None, images_dir: str | os.PathLike | None = None, *,
+             membrane: bool | None = None, ignore: int | None = None, device: str = "auto",
+             channels: Sequence[int] | None = None, tile: int | None = None) -> EvaluationTable:
+    """Score predictions (`pred_dir`) or a model run on `images_dir` against `labels_dir`.
+
+    membrane: add pixel and Rand error (None: when every label image is a 0/1 mask).
+    """
+    if (pred_dir is None) == (model is None):
+        raise DataError("pass either a predictions folder or a model (with an images folder)")
+    if model is not None and images_dir is None:
+        raise DataError("evaluating a model needs the images folder it should segment")
+    labels = _files(Path(labels_dir))
+    others = _files(Path(pred_dir if pred_dir is not None else images_dir))
+    missing = sorted(set(labels) - set(others))
+    if missing:
+        kind = "prediction" if pred_dir is not None else "image"
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise DataError(f"no {kind} for {len(missing)} label image(s): {shown}")
+    truth = {name: read_labels(path) for name, path in labels.items()}
+    if membrane is None:
+        membrane = all(is_class_mask(lab, ignore) for lab in truth.values())
+
+    if model is not None:
+        from biounet.model.file import load_model
+        from biounet.predict.array import predict_array
+        from biounet.predict.device import prepare, resolve_device
+
+        net, spec = load_model(model)
+        net = prepare(net, resolve_device(device))
+    scores = []
+    for name, lab in truth.items():
+        if model is None:
+            pred, fg = read_labels(others[name]), None
+        else:
+            image = read_image(others[name], channels)
+            if image.shape[-2:] != lab.shape:
+                raise DataError(f"{name}: image is {image.shape[-2:]} pixels but its labels are {lab.shape}")
+            pred, fg = prediction(predict_array(net, spec, image, tile=tile), spec)
+        scores.append(score(name, lab, pred, fg, membrane=membrane, ignore=ignore))
+    return EvaluationTable([s.row() for s in scores], summarize(scores), membrane, scores)

@@ -1,0 +1,623 @@
+"""Training data: image/label pairs, their targets and weight maps, random patches.
+
+Sources of pairs
+- Two folders (`images/`, `labels/`) whose files are matched by name stem
+  (`a.tif`, `a.ome.tif`, `a.png`, `a.zarr` all have stem `a`).
+- One large slide and its label array (TIFF or zarr, or such files in the
+  folders): anything above `LAZY_PIXELS` becomes a `LazySource` that opens
+  the files with `biounet.read.open_image` and reads only the sampled windows.
+  Smaller images are read whole into an `ArraySource`, with their targets and
+  weight map computed once.
+
+Labels are instance ids (0 = background) or class masks (only 0 and 1, e.g.
+ISBI 2012: 1 = cell interior, 0 = membrane). A class mask becomes instances
+by its 8-connected components, which never touch, so the binary target of a
+mask is the mask itself. Pixels equal to `ignore` are unannotated: they carry
+the ignore class (255), weight 0 and mask False.
+
+Inputs are normalised exactly as prediction does it (`normalization_stats` of
+the whole image, or of a sample of a large slide as `segment` takes it).
+
+Patches: `PatchDataset` yields whole batches, (image, target, weight, mask) =
+((B,C,T,T) float32, (B,O,O) int64 class or float32 distance, (B,O,O) float32,
+(B,O,O) bool), T the network's input tile and O its output size. Each sample is
+a random window whose output part lies inside the image where the image is
+large enough, mirrored at the edges. Augmentation runs batched in torch inside
+the DataLoader workers, in parallel with the network step: one sampling grid
+per sample (`biounet.train.augment`) warps the whole input tile, and its
+centre O x O part warps the targets (labels nearest, weights bilinear), so the
+targets are exactly what the network's output pixels see.
+
+Reproducibility: batch i is a pure function of (seed, i): its window positions
+come from `numpy.random.default_rng([seed, i])` and its augmentation from a
+torch generator seeded from that. Worker w of n makes batches w, w + n, ...;
+the DataLoader hands them out in order, so the stream is the same with any
+number of workers, and resuming at iteration k just starts at batch k.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import dask.array as da
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from biounet.plan.mirror import mirror_window
+from biounet.predict.device import cpu_threads
+from biounet.predict.normalize import normalization_stats, normalize, sample_for_stats
+from biounet.read.image import ImageReadError, open_image
+from biounet.train.augment import AugmentParams, apply_warp, random_intensity, random_warp_grid
+from biounet.train.targets import (
+    IGNORE_INDEX,
+    binary_target,
+    distance_target,
+    separate_touching,
+    three_class_target,
+)
+from biounet.train.weights import border_cutoff, border_term, cached_weight_map, class_weights, weight_map
+
+SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".png", ".zarr")
+LAZY_PIXELS = 2**26
+"""Images with more pixels per plane than this are read lazily, window by window."""
+TARGETS = ("binary", "3class", "distance")
+MAX_TRIES = 20
+"""Windows drawn per sample before accepting one without annotation / foreground."""
+CLASS_WINDOW = 512
+CLASS_SAMPLE_SIDE = 4
+"""A large slide's class weights come from up to 4 x 4 windows of 512 px."""
+INTERNAL_IGNORE = -1
+"""Ignore value of the internal instance images (never an instance id)."""
+
+
+class DataError(ValueError):
+    """Training or evaluation data that cannot be used (with a message saying why)."""
+
+
+# ---------------------------------------------------------------- files
+
+
+def stem(path: str | os.PathLike) -> str:
+    """File name without a known image suffix: `a.ome.tif` -> `a`."""
+    name = Path(path).name
+    for suffix in SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def is_image_path(path: Path) -> bool:
+    """An image file or zarr store by its name."""
+    name = path.name.lower()
+    if name.startswith("."):
+        return False
+    return name.endswith(SUFFIXES) and (path.is_file() or name.endswith(".zarr"))
+
+
+def is_folder(path: Path) -> bool:
+    """A folder of images (not itself a zarr store)."""
+    return path.is_dir() and not path.name.lower().endswith(".zarr") and not any(
+        (path / marker).exists() for marker in (".zgroup", ".zarray", "zarr.json")
+    )
+
+
+def image_files(folder: str | os.PathLike) -> dict[str, Path]:
+    """{stem: path} of the images in a folder."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise DataError(f"folder not found: {folder}")
+    if not is_folder(folder):
+        raise DataError(f"{folder} is not a folder of images")
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if is_image_path(path):
+            key = stem(path)
+            if key in files:
+                raise DataError(f"two files named {key!r} in {folder}: {files[key].name}, {path.name}")
+            files[key] = path
+    if not files:
+        raise DataError(f"no images (TIFF, PNG, zarr) in {folder}")
+    return files
+
+
+def find_pairs(images: str | os.PathLike, labels: str | os.PathLike) -> list[tuple[str, Path, Path]]:
+    """(name, image, labels) for every image with a label file of the same stem.
+
+    A file path (or zarr store) on both sides is one pair.
+    """
+    images, labels = Path(images), Path(labels)
+    for path in (images, labels):
+        if not path.exists():
+            raise DataError(f"not found: {path}")
+    if not is_folder(images) and not is_folder(labels):
+        return [(stem(images), images, labels)]
+    if is_folder(images) != is_folder(labels):
+        raise DataError(f"pass two folders or two files: {images} and {labels}")
+    image_map, label_map = image_files(images), image_files(labels)
+    names = sorted(set(image_map) & set(label_map))
+    if not names:
+        raise DataError(f"no image in {images} has a label file of the same name in {labels}")
+    return [(name, image_map[name], label_map[name]) for name in names]
+
+
+def _png(path: Path) -> np.ndarray:
+    import imageio.v3 as iio
+
+    return np.asarray(iio.imread(path))
+
+
+def _as_cyx(arr, axes: str, channels: Sequence[int] | None, path: Path):
+    """(C, H, W) view of an array in NGFF axis order (numpy or dask)."""
+    for axis in "tz":
+        if axis in axes:
+            i = axes.index(axis)
+            if arr.shape[i] != 1:
+                raise DataError(f"{path} has a {axis} axis of size {arr.shape[i]}; training takes 2-D images")
+            arr = arr[(slice(None),) * i + (0,)]
+            axes = axes.replace(axis, "")
+    if "c" not in axes:
+        arr = arr[None]
+    if channels is not None:
+        if max(channels) >= arr.shape[0] or min(channels) < 0:
+            raise DataError(f"{path} has {arr.shape[0]} channel(s); cannot take channels {list(channels)}")
+        arr = arr[list(channels)]
+    return arr
+
+
+def open_cyx(path: Path, channels: Sequence[int] | None = None):
+    """Lazy (C, H, W) array of an image (dask; numpy for PNG) and the opened Image (None for PNG)."""
+    if path.name.lower().endswith(".png"):
+        arr = _png(path)
+        axes = "yxc" if arr.ndim == 3 else "yx"
+        arr = np.moveaxis(arr, -1, 0) if arr.ndim == 3 else arr
+        return _as_cyx(arr, "cyx" if axes == "yxc" else "yx", channels, path), None
+    try:
+        img = open_image(path)
+    except ImageReadError as err:
+        raise DataError(str(err)) from None
+    return _as_cyx(img.data, img.axes, channels, path), img
+
+
+def read_image(path: str | os.PathLike, channels: Sequence[int] | None = None) -> np.ndarray:
+    """A whole image as (C, H, W)."""
+    arr, _ = open_cyx(Path(path), channels)
+    return np.asarray(arr.compute() if isinstance(arr, da.Array) else arr)
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """A whole label image as (H, W)."""
+    path = Path(path)
+    arr, _ = open_cyx(path)
+    if arr.shape[0] != 1:
+        raise DataError(f"label image {path} has {arr.shape[0]} channels; expected one")
+    arr = arr[0]
+    return np.asarray(arr.compute() if isinstance(arr, da.Array) else arr)
+
+
+@dataclass
+class Example:
+    """A whole image (C, H, W), raw values, and its labels (H, W): for validation and evaluation."""
+
+    name: str
+    image: np.ndarray
+    labels: np.ndarray
+
+
+def load_examples(images: str | os.PathLike, labels: str | os.PathLike, channels: Sequence[int] | None = None) -> list[Example]:
+    """Every matched pair, read whole."""
+    out = []
+    for name, image_path, label_path in find_pairs(images, labels):
+        image, lab = read_image(image_path, channels), read_labels(label_path)
+        _check_shapes(name, image.shape[-2:], lab.shape)
+        out.append(Example(name, image, lab))
+    return out
+
+
+def _check_shapes(name: str, image: tuple, labels: tuple) -> None:
+    if tuple(image) != tuple(labels):
+        raise DataError(f"{name}: image is {tuple(image)} pixels but its labels are {tuple(labels)}")
+
+
+# ---------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """How label images become training targets.
+
+    target: "binary" (the paper: background / cell, touching cells separated by
+    a background line), "3class" (background / interior / boundary) or
+    "distance" (regression: normalised distance to the cell border).
+    labels: "instances", "classes" (a 0/1 mask) or "auto" (a mask when the
+    annotated values are only 0 and 1).
+    """
+
+    target: str = "binary"
+    ignore: int | None = None
+    labels: str = "auto"
+    w0: float = 10.0
+    sigma: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise DataError(f"unknown target {self.target!r}; choose from {', '.join(TARGETS)}")
+        if self.labels not in ("auto", "instances", "classes"):
+            raise DataError(f"labels must be auto, instances or classes, got {self.labels!r}")
+
+
+def is_class_mask(labels: np.ndarray, ignore: int | None = None) -> bool:
+    """Whether the annotated values are only 0 and 1."""
+    labels = np.asarray(labels)
+    if ignore is not None:
+        labels = labels[labels != ignore]
+    return labels.size == 0 or (labels.min() >= 0 and labels.max() <= 1)
+
+
+def to_instances(labels: np.ndarray, ignore: int | None = None, kind: str = "auto") -> np.ndarray:
+    """int64 instance ids, ignored pixels `INTERNAL_IGNORE` (-1).
+
+    A class mask (kind "classes", or "auto" and only 0/1) becomes its
+    8-connected components.
+    """
+    labels = np.asarray(labels)
+    ignored = labels == ignore if ignore is not None else None
+    if kind == "auto":
+        kind = "classes" if is_class_mask(labels, ignore) else "instances"
+    if kind == "classes":
+        foreground = labels != 0 if ignored is None else (labels != 0) & ~ignored
+        inst = ndi.label(foreground, structure=np.ones((3, 3), bool))[0].astype(np.int64)
+    else:
+        values = labels if ignored is None else labels[~ignored]
+        if values.size and values.min() < 0:
+            raise DataError("instance labels must be >= 0 (or the ignore value)")
+        if not np.issubdtype(labels.dtype, np.integer) and not np.array_equal(values, np.round(values)):
+            raise DataError(f"labels must be integers, got {labels.dtype} values")
+        inst = labels.astype(np.int64)
+    if ignored is not None:
+        inst[ignored] = INTERNAL_IGNORE
+    return inst
+
+
+@dataclass
+class Targets:
+    """Per-pixel training data of one label image (all (H, W))."""
+
+    target: np.ndarray  # uint8 classes (255 = ignore) or float32 distance
+    weight: np.ndarray  # float32 loss weight, 0 where ignored
+    mask: np.ndarray  # bool: annotated
+    foreground: np.ndarray  # bool: annotated foreground (for foreground-biased sampling)
+
+
+def make_targets(labels: np.ndarray, spec: TargetSpec, cache: bool = False,
+                 weights: Sequence[float] | None = None) -> Targets:
+    """Target, weight map (paper eq. 2), mask and foreground of a label image.
+
+    weights: fixed class weights w_c (default: balanced on this label image).
+    """
+    inst = to_instances(labels, spec.ignore, spec.labels)
+    ign = INTERNAL_IGNORE
+    if spec.target == "binary":
+        target = binary_target(inst, ignore=ign)
+        make = cached_weight_map if cache else weight_map
+        weight = np.array(make(inst, ignore=ign, w0=spec.w0, sigma=spec.sigma, class_weights=weights),
+                          dtype=np.float32)
+        mask = target != IGNORE_INDEX
+        foreground = target == 1
+    elif spec.target == "3class":
+        target = three_class_target(inst, ignore=ign)
+        mask = target != IGNORE_INDEX
+        per_class = class_weights(target, 3) if weights is None else np.asarray(weights, np.float64)
+        weight = per_class[np.minimum(target, 2)].astype(np.float32)
+        background = target == 0
+        if spec.w0 > 0:
+            border = border_term(separate_touching(inst, ignore=ign), w0=spec.w0, sigma=spec.sigma)
+            weight[background] += border[background]
+        weight[~mask] = 0.0
+        foreground = mask & ~background
+    else:
+        target = distance_target(inst, ignore=ign)
+        mask = inst != ign
+        weight = mask.astype(np.float32)
+        foreground = target > 0
+    return Targets(target, weight, mask, foreground)
+
+
+# ---------------------------------------------------------------- sources
+
+
+class Source(Protocol):
+    """A training image with labels that patches are cut from."""
+
+    name: str
+    shape: tuple[int, int]
+    channels: int
+
+    def window(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, Targets]:
+        """Normalised image (C, h, w) and targets of a window, mirrored beyond the edges."""
+
+    def check(self, y0: int, y1: int, x0: int, x1: int) -> tuple[bool, bool]:
+        """(any annotated pixel, any foreground pixel) in a window."""
+
+
+def _mirror(arr: np.ndarray, shape: tuple[int, int], y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    return mirror_window(lambda ys, xs: arr[..., ys, xs], shape, y0, y1, x0, x1)
+
+
+@dataclass
+class ArraySource:
+    """An image held in memory, normalised, with its targets computed once."""
+
+    name: str
+    image: np.ndarray  # (C, H, W) float32, normalised
+    targets: Targets
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.image.shape[-2:])
+
+    @property
+    def channels(self) -> int:
+        return self.image.shape[0]
+
+    def window(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, Targets]:
+        t = self.targets
+        crop = lambda a: _mirror(a, self.shape, y0, y1, x0, x1)  # noqa: E731
+        return crop(self.image), Targets(crop(t.target), crop(t.weight), crop(t.mask), crop(t.foreground))
+
+    def check(self, y0: int, y1: int, x0: int, x1: int) -> tuple[bool, bool]:
+        return (bool(_mirror(self.targets.mask, self.shape, y0, y1, x0, x1).any()),
+                bool(_mirror(self.targets.foreground, self.shape, y0, y1, x0, x1).any()))
+
+
+def array_source(name: str, image: np.ndarray, labels: np.ndarray, spec: TargetSpec, normalization: dict) -> ArraySource:
+    """Normalise a whole (C, H, W) image as prediction does and compute its targets."""
+    _check_shapes(name, image.shape[-2:], labels.shape)
+    stats = normalization_stats(image.reshape(image.shape[0], -1).astype(np.float64), normalization)
+    return ArraySource(name, normalize(image, stats), make_targets(labels, spec, cache=True))
+
+
+class LazySource:
+    """A large image and label array read window by window (never whole).
+
+    Normalisation statistics come from a low-resolution level or a sample of
+    chunks, as `segment` takes them. Targets are computed on the window grown
+    by the weight map's reach (`border_cutoff`), so the border term is the
+    whole image's up to its eps; the class weights w_c are fixed from the
+    class frequencies of up to 4 x 4 evenly spread windows (not per
+    window); the distance target's per-cell scaling sees only the part of a
+    cell inside the grown window. Files are reopened in each process
+    (tifffile's zarr stores must not be shared across a fork).
+    """
+
+    def __init__(self, name: str, image: Path, labels: Path, spec: TargetSpec, normalization: dict,
+                 channels: Sequence[int] | None = None) -> None:
+        self.name, self.image_path, self.labels_path = name, Path(image), Path(labels)
+        self.spec, self.channel_list = spec, None if channels is None else list(channels)
+        arr, img = open_cyx(self.image_path, channels)
+        lab, _ = open_cyx(self.labels_path)
+        if lab.shape[0] != 1:
+            raise DataError(f"label image {labels} has {lab.shape[0]} channels; expected one")
+        _check_shapes(name, arr.shape[-2:], lab.shape[-2:])
+        self.shape = tuple(arr.shape[-2:])
+        self.channels = arr.shape[0]
+        if img is not None:
+            sample = sample_for_stats(img.levels, img.axes, self.channel_list if "c" in img.axes else None)
+        else:
+            sample = np.asarray(arr).reshape(arr.shape[0], -1).astype(np.float64)
+        self.stats = normalization_stats(sample, normalization)
+        self.reach = math.ceil(border_cutoff(spec.sigma)) + 2
+        self._pid: int | None = None
+        self._arrays: tuple | None = None
+        self.class_weights = self._class_weights() if spec.target != "distance" else None
+
+    def _class_weights(self) -> list[float]:
+        """Balanced w_c from the class counts of evenly spread windows."""
+        n = 3 if self.spec.target == "3class" else 2
+        size = CLASS_WINDOW
+        h, w = self.shape
+        ny = min(CLASS_SAMPLE_SIDE, max(1, h // size))
+        nx = min(CLASS_SAMPLE_SIDE, max(1, w // size))
+        counts = np.zeros(n)
+        _, labels = self.arrays()
+        for y in np.linspace(0, max(h - size, 0), ny).astype(int):
+            for x in np.linspace(0, max(w - size, 0), nx).astype(int):
+                t = make_targets(self._read(labels, y, min(y + size, h), x, min(x + size, w)), self.spec).target
+                counts += np.bincount(t[t != IGNORE_INDEX].ravel(), minlength=n)[:n]
+        weights = np.ones(n)
+        present = counts > 0
+        weights[present] = counts.max() / counts[present]
+        return weights.tolist()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_pid"], state["_arrays"] = None, None
+        return state
+
+    def arrays(self) -> tuple:
+        """(image (C,H,W), labels (H,W)) lazy arrays opened in this process."""
+        if self._pid != os.getpid():
+            image, _ = open_cyx(self.image_path, self.channel_list)
+            labels, _ = open_cyx(self.labels_path)
+            self._arrays, self._pid = (image, labels[0]), os.getpid()
+        return self._arrays
+
+    def _read(self, arr, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        def read(ys, xs):
+            part = arr[..., ys, xs]
+            return part.compute(scheduler="synchronous") if isinstance(part, da.Array) else part
+
+        return mirror_window(read, self.shape, y0, y1, x0, x1)
+
+    def window(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, Targets]:
+        image, labels = self.arrays()
+        raw = self._read(image, y0, y1, x0, x1)
+        r = self.reach
+        grown = make_targets(self._read(labels, y0 - r, y1 + r, x0 - r, x1 + r), self.spec,
+                             weights=self.class_weights)
+        crop = lambda a: a[r : r + y1 - y0, r : r + x1 - x0]  # noqa: E731
+        targets = Targets(crop(grown.target), crop(grown.weight), crop(grown.mask), crop(grown.foreground))
+        return normalize(raw, self.stats), targets
+
+    def check(self, y0: int, y1: int, x0: int, x1: int) -> tuple[bool, bool]:
+        _, labels = self.arrays()
+        lab = self._read(labels, y0, y1, x0, x1)
+        ignore = self.spec.ignore
+        annotated = lab != ignore if ignore is not None else np.ones(lab.shape, bool)
+        return bool(annotated.any()), bool((annotated & (lab != 0)).any())
+
+
+def load_sources(images: str | os.PathLike, labels: str | os.PathLike, spec: TargetSpec, normalization: dict,
+                 channels: Sequence[int] | None = None, lazy_pixels: int = LAZY_PIXELS) -> list[Source]:
+    """Training sources for every pair; small images in memory, large ones lazy.
+
+    In-memory targets are computed on a few threads (the weight maps dominate).
+    """
+    pairs = find_pairs(images, labels)
+    small, sources = [], {}
+    for name, image_path, label_path in pairs:
+        arr, _ = open_cyx(image_path, channels)
+        if arr.shape[-1] * arr.shape[-2] > lazy_pixels:
+            sources[name] = LazySource(name, image_path, label_path, spec, normalization, channels)
+        else:
+            small.append((name, image_path, label_path))
+
+    def load(pair):
+        name, image_path, label_path = pair
+        return name, array_source(name, read_image(image_path, channels), read_labels(label_path), spec, normalization)
+
+    with ThreadPoolExecutor(max(1, min(cpu_threads(), len(small)))) as pool:
+        sources.update(dict(pool.map(load, small)))
+    out = [sources[name] for name, _, _ in pairs]
+    counts = {s.channels for s in out}
+    if len(counts) > 1:
+        raise DataError(f"training images have different numbers of channels: {sorted(counts)}")
+    return out
+
+
+# ---------------------------------------------------------------- patches
+
+
+def _origin(rng: np.random.Generator, size: int, out: int) -> int:
+    """Start of an output window: inside the image when it fits, else covering it."""
+    return int(rng.integers(0, size - out + 1)) if size >= out else int(rng.integers(size - out, 1))
+
+
+def batch_seed(seed: int, index: int) -> np.random.Generator:
+    """The numpy generator of batch `index` (a pure function of seed and index)."""
+    return np.random.default_rng([seed, index])
+
+
+@dataclass
+class PatchDataset(IterableDataset):
+    """Endless stream of augmented training batches (see module doc).
+
+    tile: network input size T; out: output size O (T - 2 margin);
+    start: index of the first batch (the iteration to resume at);
+    foreground_bias: fraction of samples whose output window must contain
+    foreground (drawn up to MAX_TRIES times); windows without any annotated
+    pixel are redrawn likewise when labels have an ignore value.
+    """
+
+    sources: list
+    tile: int
+    out: int
+    batch_size: int
+    seed: int = 0
+    start: int = 0
+    target: str = "binary"
+    augment: AugmentParams | None = field(default_factory=AugmentParams)
+    foreground_bias: float = 0.0
+    sparse: bool = False
+    stop: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__()
+        if not self.sources:
+            raise DataError("no training images")
+        if (self.tile - self.out) % 2 or self.out < 1:
+            raise ValueError(f"output size {self.out} does not fit centred in tile {self.tile}")
+        area = np.array([s.shape[0] * s.shape[1] for s in self.sources], dtype=np.float64)
+        self.probs = area / area.sum()
+
+    @property
+    def margin(self) -> int:
+        return (self.tile - self.out) // 2
+
+    def sample(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        """(source index, y0, x0) of one input window."""
+        k = int(rng.choice(len(self.sources), p=self.probs))
+        src = self.sources[k]
+        want_fg = self.foreground_bias > 0 and rng.random() < self.foreground_bias
+        o = self.out
+        for _ in range(MAX_TRIES):
+            oy, ox = _origin(rng, src.shape[0], o), _origin(rng, src.shape[1], o)
+            if not (want_fg or self.sparse):
+                break
+            annotated, foreground = src.check(oy, oy + o, ox, ox + o)
+            if annotated and (foreground or not want_fg):
+                break
+        return k, oy - self.margin, ox - self.margin
+
+    def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batch number `index`: (image, target, weight, mask)."""
+        rng = batch_seed(self.seed, index)
+        places = [self.sample(rng) for _ in range(self.batch_size)]
+        generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+        t = self.tile
+        parts = [self.sources[k].window(y0, y0 + t, x0, x0 + t) for k, y0, x0 in places]
+        image = torch.from_numpy(np.stack([p[0] for p in parts]).astype(np.float32, copy=False))
+        target = torch.from_numpy(np.stack([p[1].target for p in parts]))
+        weight = torch.from_numpy(np.stack([p[1].weight for p in parts]).astype(np.float32, copy=False))
+        mask = torch.from_numpy(np.stack([p[1].mask for p in parts]))
+        m, o = self.margin, self.out
+        if self.augment is None:
+            centre = lambda x: x[:, m : m + o, m : m + o].contiguous()  # noqa: E731
+            target, weight, mask = centre(target), centre(weight), centre(mask)
+        else:
+            a = self.augment
+            grid = random_warp_grid(
+                len(parts), t, t, generator, sigma=a.sigma, points=a.points, max_rotation_deg=a.max_rotation_deg,
+                flips=a.flips, rot90=a.rot90,
+            )
+            image, _, _ = apply_warp(image, None, None, grid, image_mode=a.image_mode)
+            inner = grid[:, m : m + o, m : m + o].contiguous()
+            if self.target == "distance":
+                _, mask, target = apply_warp(None, mask.to(torch.uint8), target, inner)
+                mask = mask.bool()
+                weight = mask.float()
+            else:
+                _, target, weight = apply_warp(None, target, weight, inner)
+                mask = target != IGNORE_INDEX
+            image = random_intensity(image, generator, scale_range=a.scale_range, shift_range=a.shift_range,
+                                     gamma_range=a.gamma_range)
+        weight = weight * mask
+        if self.target != "distance":
+            target = target.long()
+        return image.contiguous(), target, weight, mask
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        index = self.start + worker
+        while self.stop is None or index < self.stop:
+            yield self.batch(index)
+            index += workers
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def make_loader(dataset: PatchDataset, workers: int = 0) -> DataLoader:
+    """A DataLoader over the batch stream: `workers` persistent processes, one thread each."""
+    return DataLoader(
+        dataset, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
+        prefetch_factor=2 if workers > 0 else None, worker_init_fn=_worker_init if workers > 0 else None,
+    )

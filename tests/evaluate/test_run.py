@@ -1,0 +1,114 @@
+"""`biounet evaluate` on folders: perfect predictions, a classical baseline, a model, membranes."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from click.testing import CliRunner
+from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
+
+from biounet.cli import main
+from biounet.evaluate.run import evaluate
+from biounet.train.data import DataError
+
+
+def biounet(*args):
+    """The real command in a new process."""
+    return subprocess.run([sys.executable, "-m", "biounet.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def cli(*args):
+    """The command in this process (faster; same exit codes and messages)."""
+    result = CliRunner().invoke(main, list(map(str, args)))
+    result.returncode = result.exit_code
+    return result
+
+
+@pytest.fixture(scope="module")
+def val(shared_data: Path, tmp_path_factory) -> Path:
+    """Three BBBC039 validation images with labels, and an Otsu + components baseline."""
+    root = tmp_path_factory.mktemp("val")
+    src = shared_data / "bbbc039" / "val"
+    for sub in ("images", "labels", "otsu"):
+        (root / sub).mkdir()
+    for path in sorted((src / "images").glob("*.tif"))[:3]:
+        image = tifffile.imread(path)
+        tifffile.imwrite(root / "images" / path.name, image)
+        tifffile.imwrite(root / "labels" / path.name, tifffile.imread(src / "labels" / path.name))
+        baseline = ndi.label(image > threshold_otsu(image))[0].astype(np.uint16)
+        tifffile.imwrite(root / "otsu" / path.name, baseline)
+    return root
+
+
+def test_labels_against_themselves_score_perfectly(val, tmp_path):
+    out = tmp_path / "scores.csv"
+    r = biounet("evaluate", "--labels", val / "labels", "--pred", val / "labels", "--csv", out)
+    assert r.returncode == 0, r.stderr
+    assert "average_f1" in r.stdout and "ALL (3)" in r.stdout
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 4 and rows[-1]["image"] == "ALL (3)"
+    for row in rows:
+        assert float(row["average_f1"]) == 1.0 and float(row["f1_0.90"]) == 1.0
+        assert row["missed"] == row["extra"] == row["splits"] == row["merges"] == "0"
+        assert float(row["pixel_iou"]) == float(row["pixel_dice"]) == 1.0
+    assert "pixel_error" not in rows[0]  # instance labels: no membrane columns
+    assert int(rows[-1]["n_true"]) == sum(int(r["n_true"]) for r in rows[:3]) > 100
+
+
+def test_classical_baseline(val):
+    table = evaluate(val / "labels", pred_dir=val / "otsu")
+    s = table.summary
+    assert 0.2 < s["average_f1"] < 0.95 and s["f1_0.50"] >= s["f1_0.90"]
+    assert s["merges"] > 0  # touching nuclei merge under a global threshold
+    assert 0.6 < s["pixel_iou"] < 1
+    text = table.format()
+    assert len(text.splitlines()) == 3 + 3 + 1
+
+
+def test_model_on_images(val, tiny_model, tmp_path):
+    two = tmp_path / "labels"
+    two.mkdir()
+    for path in sorted((val / "labels").glob("*.tif"))[:2]:
+        (two / path.name).write_bytes(path.read_bytes())
+    r = cli("evaluate", "--labels", two, "--model", tiny_model, "--images", val / "images", "--device", "cpu",
+                "--csv", tmp_path / "m.csv")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "m.csv")))
+    assert len(rows) == 3 and all(0 <= float(r["average_f1"]) <= 1 for r in rows)
+
+
+def test_membrane_scores(shared_data, tmp_path):
+    labels = shared_data / "isbi2012" / "train" / "labels"
+    subset = tmp_path / "labels"
+    subset.mkdir()
+    for name in ("slice16.tif", "slice17.tif"):
+        (subset / name).write_bytes((labels / name).read_bytes())
+    table = evaluate(subset, pred_dir=subset)
+    assert table.membrane
+    assert table.summary["pixel_error"] == 0 and table.summary["rand_error"] == pytest.approx(0, abs=1e-12)
+    eroded = tmp_path / "eroded"
+    eroded.mkdir()
+    for name in ("slice16.tif", "slice17.tif"):
+        mask = tifffile.imread(subset / name)
+        tifffile.imwrite(eroded / name, ndi.binary_erosion(mask, iterations=2).astype(np.uint8))
+    worse = evaluate(subset, pred_dir=eroded).summary
+    assert 0 < worse["pixel_error"] < 0.3 and worse["rand_error"] < 0.2  # thicker membranes, same cells
+
+
+def test_errors(val, tmp_path):
+    (tmp_path / "few").mkdir()
+    first = sorted((val / "labels").glob("*.tif"))[0]
+    (tmp_path / "few" / first.name).write_bytes(first.read_bytes())
+    with pytest.raises(DataError, match="no prediction for 2"):
+        evaluate(val / "labels", pred_dir=tmp_path / "few")
+    r = cli("evaluate", "--labels", val / "labels", "--pred", tmp_path / "few")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no prediction" in r.stderr
+    r = cli("evaluate", "--labels", val / "labels")
+    assert r.returncode == 2 and "--pred" in r.stderr

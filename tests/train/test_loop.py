@@ -1,0 +1,138 @@
+"""Training: a short real run whose loss decreases, and exact resume from a checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from click.testing import CliRunner
+
+from biounet.cli import main
+from biounet.evaluate.run import evaluate
+from biounet.model.file import load_model, read_model_payload
+from biounet.train.loop import CheckpointError, TrainConfig, checkpoint_path, config_from_checkpoint, log_paths, read_checkpoint, train
+
+
+def biounet(*args):
+    """The real command in a new process."""
+    return subprocess.run([sys.executable, "-m", "biounet.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def cli(*args):
+    """The command in this process (faster; same exit codes and messages)."""
+    result = CliRunner().invoke(main, list(map(str, args)))
+    result.returncode = result.exit_code
+    return result
+
+
+@pytest.fixture(scope="module")
+def crops(shared_data: Path, tmp_path_factory) -> Path:
+    """256 x 256 crops of real BBBC039 images: 4 from the training split, 2 from validation."""
+    root = tmp_path_factory.mktemp("bbbc039")
+    for split, n in (("train", 4), ("val", 2)):
+        src = shared_data / "bbbc039" / split
+        for sub in ("images", "labels"):
+            (root / split / sub).mkdir(parents=True)
+        for path in sorted((src / "images").glob("*.tif"))[:n]:
+            tifffile.imwrite(root / split / "images" / path.name, tifffile.imread(path)[:256, :256])
+            tifffile.imwrite(root / split / "labels" / path.name, tifffile.imread(src / "labels" / path.name)[:256, :256])
+    return root
+
+
+def test_short_run_learns(crops, tmp_path):
+    out = tmp_path / "nuclei.pt"
+    r = biounet(
+        "train", "--images", crops / "train/images", "--labels", crops / "train/labels",
+        "--val-images", crops / "val/images", "--val-labels", crops / "val/labels", "--out", out,
+        "--width", "4", "--iterations", "40", "--batch-size", "2", "--tile", "252", "--val-every", "20",
+        "--workers", "1", "--seed", "2", "--quiet",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout and "best average_f1" in r.stdout
+    csv_path, png = log_paths(out)
+    rows = list(csv.DictReader(open(csv_path)))
+    assert [int(r["iteration"]) for r in rows] == list(range(1, 41))
+    loss = np.array([float(r["loss"]) for r in rows])
+    assert loss[-10:].mean() < 0.8 * loss[:10].mean(), loss
+    assert rows[19]["val_average_f1"] and rows[39]["val_average_f1"] and not rows[20]["val_average_f1"]
+    assert "val_rand_error" not in rows[0]  # instance labels: no membrane scores
+    assert png.stat().st_size > 10_000 and checkpoint_path(out).is_file()
+
+    net, spec = load_model(out)
+    prov = spec.provenance
+    assert spec.target == "binary" and spec.unet.width == 4 and spec.unet.depth == 5 and spec.unet.padding == "valid"
+    assert spec.postprocess["name"] == "components" and spec.normalization["method"] == "percentile"
+    assert prov["metric"] == "average_f1" and prov["best_iteration"] in (20, 40) and prov["train_tile"] == 252
+    assert prov["biounet_version"] and prov["images"].endswith("train/images") and prov["iterations"] == prov["best_iteration"]
+    best = max(float(rows[i]["val_average_f1"]) for i in (19, 39))
+    assert prov["validation"]["average_f1"] == pytest.approx(best)
+    assert best > 0.15  # it learned something in 40 iterations
+
+    # validation went through the same engine as `biounet evaluate --model`
+    table = evaluate(crops / "val/labels", model=out, images_dir=crops / "val/images", device="cpu")
+    assert table.summary["average_f1"] == pytest.approx(prov["validation"]["average_f1"], abs=1e-9)
+    info = cli("info", out)
+    assert info.returncode == 0 and "provenance" in info.stdout and "best_iteration" in info.stdout
+
+
+def _config(crops: Path, out: Path, iterations: int, workers: int) -> TrainConfig:
+    return TrainConfig(
+        images=crops / "train/images", labels=crops / "train/labels", out=out, width=4, iterations=iterations,
+        batch_size=2, tile=220, val_every=3, workers=workers, seed=7, progress=False, device="cpu",
+    )
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_is_exact(crops, tmp_path, workers):
+    straight = _config(crops, tmp_path / "a.pt", 6, workers)
+    train(straight)
+    first_half = _config(crops, tmp_path / "b.pt", 3, workers)
+    train(first_half)
+    assert read_checkpoint(checkpoint_path(tmp_path / "b.pt"))["iteration"] == 3
+    if workers:  # through the command line: settings from the checkpoint, iterations extended
+        r = cli("train", "--resume", checkpoint_path(tmp_path / "b.pt"), "--iterations", "6", "--quiet")
+        assert r.returncode == 0, r.stderr
+    else:
+        train(config_from_checkpoint(checkpoint_path(tmp_path / "b.pt"), iterations=6, progress=False))
+    a = read_checkpoint(checkpoint_path(tmp_path / "a.pt"))
+    b = read_checkpoint(checkpoint_path(tmp_path / "b.pt"))
+    assert a["iteration"] == b["iteration"] == 6
+    assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for k, state in a["optimizer"]["state"].items():
+        assert all(torch.equal(v, b["optimizer"]["state"][k][n]) for n, v in state.items() if torch.is_tensor(v))
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+
+
+def test_resume_refuses_another_run(crops, tmp_path):
+    train(_config(crops, tmp_path / "c.pt", 3, 0))
+    changed = _config(crops, tmp_path / "c.pt", 6, 0)
+    changed.width = 8
+    changed.resume = str(checkpoint_path(tmp_path / "c.pt"))
+    with pytest.raises(CheckpointError, match="width"):
+        train(changed)
+    r = cli("train", "--resume", tmp_path / "missing.ckpt")
+    assert r.returncode == 2 and "checkpoint not found" in r.stderr
+    r = cli("train", "--images", crops / "train/images")
+    assert r.returncode == 2 and "--labels" in r.stderr
+
+
+def test_other_targets_run(crops, tmp_path):
+    for target in ("3class", "distance"):
+        config = _config(crops, tmp_path / f"{target}.pt", 2, 0)
+        config.target, config.val_images, config.val_labels = target, str(crops / "val/images"), str(crops / "val/labels")
+        config.val_every = 2
+        path = train(config)
+        payload = read_model_payload(path)
+        spec = payload["spec"]
+        assert spec["target"] == target
+        assert spec["postprocess"]["name"] == {"3class": "watershed_3class", "distance": "watershed_distance"}[target]
+        assert spec["unet"]["out_channels"] == {"3class": 3, "distance": 1}[target]
+        assert spec["provenance"]["validation"] is not None

@@ -1,0 +1,108 @@
+"""Instance labels: one id per object across block faces and corners, the same
+ids whatever the block size, and counts that add up on real nuclei."""
+
+import csv
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+import tifffile
+import zarr
+
+from biounet.postprocess import postprocess
+from biounet.segment import segment
+from biounet.train.targets import three_class_target
+from biounet.write.instances import InstanceRule, instances_from_classes, label_instances
+from tests.conftest import threshold_model
+
+
+def discs(shape, centres, radius):
+    yy, xx = np.indices(shape)
+    mask = np.zeros(shape, np.uint8)
+    for cy, cx in centres:
+        mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = 1
+    return mask
+
+
+# Centres on block corners, edges and inside, for blocks of 32, 64 and 128 px.
+CENTRES = [(64, 64), (64, 150), (128, 128), (200, 64), (130, 230), (32, 256), (250, 250), (10, 10), (250, 5)]
+
+
+@pytest.mark.parametrize("rule", [InstanceRule(1, 0, 5), InstanceRule(1, 3, 5)])
+def test_one_id_per_object_whatever_the_block_size(rule):
+    classes = discs((270, 290), CENTRES, 12)
+    if rule.expand:  # a 3-class map: a 2 px boundary ring around each interior
+        ring = discs((270, 290), CENTRES, 12) - discs((270, 290), CENTRES, 10)
+        classes = classes + ring
+    results = []
+    for block in (32, 48, 64, 128, 512):
+        out = np.zeros(classes.shape, np.int32)
+        assert label_instances(classes, out, block, rule) == len(CENTRES)
+        for cy, cx in CENTRES:
+            ids = np.unique(out[discs(classes.shape, [(cy, cx)], 12) > 0])
+            assert len(ids) == 1 and ids[0] > 0
+        results.append(out)
+    for out in results[1:]:
+        assert np.array_equal(out, results[0])
+
+
+def test_zarr_arrays_and_stacks(tmp_path):
+    classes = np.stack([discs((200, 200), CENTRES[:4], 12), discs((200, 200), [(100, 100)], 12)])
+    src = zarr.create_array(str(tmp_path / "c.zarr"), shape=classes.shape, chunks=(1, 64, 64), dtype="uint8")
+    src[:] = classes
+    dst = zarr.create_array(str(tmp_path / "i.zarr"), shape=classes.shape, chunks=(1, 64, 64), dtype="int32")
+    n = label_instances(src, dst, 64, InstanceRule(1, 0, 5))
+    assert n == 5
+    out = dst[:]
+    assert len(np.unique(out[0])) - 1 == 4 and len(np.unique(out[1])) - 1 == 1
+    assert not set(np.unique(out[0])[1:]) & set(np.unique(out[1])[1:])  # unique across planes
+
+
+def test_real_nuclei_mosaic_count_adds_up(shared_data):
+    files = sorted((shared_data / "bbbc039" / "val" / "labels").glob("*.tif"))[:4]
+    labels = [tifffile.imread(f) for f in files]
+    targets = [three_class_target(lab) for lab in labels]
+    targets = [np.where(t == 255, 0, t).astype(np.uint8) for t in targets]
+    rule = InstanceRule(1, 4, 10)
+    per_image = sum(int(instances_from_classes(t, rule).max()) for t in targets)
+    # Fields separated by 4 px of background, so no nucleus cut by a field edge touches another.
+    gap = [np.pad(t, ((0, 4), (0, 4))) for t in targets]
+    mosaic = np.block([[gap[0], gap[1]], [gap[2], gap[3]]])
+    out = np.zeros(mosaic.shape, np.int32)
+    count = label_instances(mosaic, out, 128, rule)
+    assert abs(count - per_image) <= 0.01 * per_image
+    assert per_image >= 0.95 * sum(len(np.unique(lab)) - 1 for lab in labels)
+
+
+def test_in_memory_postprocess_equals_blockwise(shared_data):
+    lab = tifffile.imread(sorted((shared_data / "bbbc039" / "val" / "labels").glob("*.tif"))[0])
+    target = three_class_target(lab)
+    probs = np.eye(3, dtype=np.float32)[np.where(target == 255, 0, target)].transpose(2, 0, 1)
+    whole = postprocess("watershed_3class", probs)
+    out = np.zeros(lab.shape, np.int32)
+    label_instances(target.clip(0, 2).astype(np.uint8) * (target != 255), out, 96, InstanceRule(1, 4, 10))
+    assert np.array_equal(whole, out)
+
+
+def test_segment_writes_instances_table_and_qc(tmp_path):
+    shape = (300, 330)
+    image = discs(shape, CENTRES, 12).astype(np.float32) * 0.9
+    path = tmp_path / "discs.tif"
+    tifffile.imwrite(path, image)
+    model = threshold_model(tmp_path / "t.pt")
+    outputs = []
+    for block in (64, 128):
+        out = tmp_path / f"b{block}.ome.zarr"
+        r = segment(path, out, model=model, block=block, progress=False, qc_png=tmp_path / f"qc{block}.png")
+        assert r.extra["objects"] == len(CENTRES)
+        outputs.append(zarr.open_array(str(out), path="labels/instances/0")[:])
+        assert (tmp_path / f"qc{block}.png").stat().st_size > 0
+    assert np.array_equal(outputs[0], outputs[1])
+    rows = list(csv.DictReader(open(tmp_path / "b64.objects.csv")))
+    assert len(rows) == len(CENTRES)
+    centres = sorted((float(r["centroid_y"]), float(r["centroid_x"])) for r in rows)
+    expected = sorted(ndi.center_of_mass(discs(shape, [c], 12)) for c in CENTRES)  # edge discs are cut
+    assert np.allclose(centres, expected, atol=0.01)
+    areas = [int(r["area_px"]) for r in rows]
+    assert max(areas) == int(discs((100, 100), [(50, 50)], 12).sum())
+    assert all(abs(float(r["mean_intensity"]) - 0.9) < 1e-6 for r in rows)
