@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,14 +103,13 @@ def main() -> None:
     args = parser.parse_args()
 
     folder = args.data / "bbbc039" / "train"
-    subset = Path("/tmp") / f"bench_pipeline_{args.images}"
-    for sub in ("images", "labels"):
-        (subset / sub).mkdir(parents=True, exist_ok=True)
-        for path in sorted((folder / sub).glob("*.tif"))[: args.images]:
-            link = subset / sub / path.name
-            if not link.exists():
-                link.symlink_to(path)
-    sources = load_sources(subset / "images", subset / "labels", TargetSpec("binary"), PERCENTILE)
+    with tempfile.TemporaryDirectory() as tmp:  # the first N pairs, linked
+        subset = Path(tmp)
+        for sub in ("images", "labels"):
+            (subset / sub).mkdir()
+            for path in sorted((folder / sub).glob("*.tif"))[: args.images]:
+                (subset / sub / path.name).symlink_to(path)
+        sources = load_sources(subset / "images", subset / "labels", TargetSpec("binary"), PERCENTILE)
     dataset = PatchDataset(sources, TILE, OUT, args.batch, seed=0)
     threads = cpu_threads()
     torch.set_num_threads(threads)

@@ -21,8 +21,8 @@ import pytest
 import yaml
 import zarr
 
-from conftest import make_model
-from predict.test_resume import assert_same_output
+from tests.conftest import make_model
+from tests.predict.test_resume import assert_same_output
 
 pytestmark = pytest.mark.slurm
 
