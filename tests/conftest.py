@@ -37,7 +37,6 @@ def tiny_model(tmp_path_factory) -> Path:
     return make_model(tmp_path_factory.mktemp("models") / "tiny.pt")
 
 
-
 @contextmanager
 def single_thread():
     """One torch thread (also in biounet's own contexts, via OMP_NUM_THREADS): on the

@@ -28,7 +28,7 @@ from click.testing import CliRunner
 
 from biounet.cli import main
 from biounet.model.file import FORMAT_VERSION
-from conftest import make_model
+from tests.conftest import make_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -168,7 +168,6 @@ def test_fails_cleanly(files, tiny_model, tmp_path, case):
     inputs = [files / name, Path(args["--model"])]
     before = [digest(p) for p in inputs]
     r = cli("segment", files / name, "-o", args["-o"], "--model", args["--model"], "--block", 128, "--quiet", *extra)
-    print(f"{case}: exit {r.exit_code}: {r.stderr.strip()}")
     assert_one_line_error(r, code, *words)
     assert [digest(p) for p in inputs] == before
     assert_not_complete(out)

@@ -27,8 +27,8 @@ from biounet.postprocess import output_classes
 from biounet.predict.device import prepare, resolve_device
 from biounet.predict.normalize import normalize
 from biounet.predict.resume import mark_done
-from biounet.predict.tiles import block_window, predict_block
-from biounet.read.image import open_image
+from biounet.predict.tiles import DeviceMemoryError, block_window, predict_block
+from biounet.read.image import ImageReadError, open_image
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,6 @@ class BlockError(RuntimeError):
 def block_failure(block: Block, err: BaseException) -> BlockError:
     """A BlockError naming `block` and the cause (the message of our own errors,
     type and message of others)."""
-    from biounet.read.image import ImageReadError
-    from biounet.predict.tiles import DeviceMemoryError
-
     cause = str(err) if isinstance(err, (ImageReadError, DeviceMemoryError)) else f"{type(err).__name__}: {err}"
     cause = cause.strip().splitlines()[0] if cause.strip() else type(err).__name__
     failure = BlockError(f"block {block.index} ({block.describe()}) failed: {cause}")

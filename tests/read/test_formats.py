@@ -22,7 +22,7 @@ from biounet.model.geometry import Geometry
 from biounet.notices import BiounetWarning
 from biounet.predict.engine import forward_whole
 from biounet.segment import segment
-from conftest import make_model
+from tests.conftest import make_model
 
 H, W = 200, 230
 BLOCK = 128
@@ -271,7 +271,8 @@ def test_biounet_output_as_input(tmp_path, tiny_model, net, ngff):
 # --- sizes ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", [(5, 7), (50, 60), (1, 300), (300, 1), (131, 257), (257, 17)])
+@pytest.mark.parametrize("shape", [(5, 7), (50, 60), (1, 300), (300, 1), (131, 257), (257, 17)],
+                         ids=lambda s: f"{s[0]}x{s[1]}")
 def test_odd_and_tiny_sizes(tmp_path, tiny_model, net, shape):
     data = image(shape, np.uint16, seed=14)
     tifffile.imwrite(tmp_path / "s.tif", data)

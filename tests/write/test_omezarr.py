@@ -29,8 +29,9 @@ def test_napari_and_ngff_validation(slide, tiny_model, tmp_path, ngff):
     assert model.labels is not None
     layers = napari_get_reader(str(out))(str(out))
     kinds = [kind for _, _, kind in layers]
-    assert kinds == ["image", "labels"]
-    (image, _, _), (labels, meta, _) = layers
+    assert kinds == ["image", "labels", "labels"]  # classes and instances
+    (image, _, _), (labels, meta, _), (instances, _, _) = layers
+    assert len(instances) == len(labels) and instances[0].dtype == np.int32
     assert len(image) == len(labels) >= 2  # multiscale at every zoom level
     assert labels[0].shape == (700, 900)
     assert np.array_equal(np.asarray(labels[1]), np.asarray(labels[0])[::2, ::2])
