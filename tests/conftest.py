@@ -78,3 +78,55 @@ def threshold_model(path: Path, threshold: float = 0.5) -> Path:
         net.head.bias[1] = -40.0 * threshold
     save_model(path, net, ModelSpec(unet=net.config, normalization={"method": "none"}))
     return path
+
+
+def zarr_arrays(path) -> dict:
+    """Every array of a zarr store, by path inside the store."""
+    import zarr
+
+    out = {}
+
+    def walk(group, prefix=""):
+        for name, node in group.members():
+            if isinstance(node, zarr.Array):
+                out[prefix + name] = node[...]
+            else:
+                walk(node, prefix + name + "/")
+
+    walk(zarr.open_group(str(path), mode="r"))
+    return out
+
+
+def assert_same_output(a, b, atol: float = 0.0) -> None:
+    """Two complete biounet outputs hold the same arrays (probabilities within `atol`)."""
+    import numpy as np
+    import zarr
+
+    left, right = zarr_arrays(a), zarr_arrays(b)
+    assert sorted(left) == sorted(right)
+    for key in left:
+        if key.startswith("probabilities") and atol:
+            assert np.abs(left[key].astype(np.float32) - right[key].astype(np.float32)).max() <= atol, key
+        else:
+            assert np.array_equal(left[key], right[key]), key
+    for path in (a, b):
+        assert zarr.open_group(str(path)).attrs["biounet"]["status"] == "complete"
+
+
+def run_biounet(*args):
+    """The real `biounet` command in a new process."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "biounet.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def invoke(*args):
+    """The `biounet` command in this process (faster; same exit codes and messages)."""
+    from click.testing import CliRunner
+
+    from biounet.cli import main
+
+    result = CliRunner().invoke(main, list(map(str, args)))
+    result.returncode = result.exit_code
+    return result

@@ -22,7 +22,7 @@ import yaml
 import zarr
 
 from tests.conftest import make_model
-from tests.predict.test_resume import assert_same_output
+from tests.conftest import assert_same_output
 
 pytestmark = pytest.mark.slurm
 

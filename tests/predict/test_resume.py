@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import tifffile
 import zarr
@@ -14,27 +13,7 @@ import zarr
 from biounet.predict import resume
 from biounet.segment import segment
 from biounet.write.omezarr import OutputError
-
-
-def arrays(path):
-    """Every array of a zarr store by path."""
-    out = {}
-    def walk(group, prefix=""):
-        for name, node in group.members():
-            if isinstance(node, zarr.Array):
-                out[prefix + name] = node[...]
-            else:
-                walk(node, prefix + name + "/")
-    walk(zarr.open_group(str(path), mode="r"))
-    return out
-
-
-def assert_same_output(a, b):
-    left, right = arrays(a), arrays(b)
-    assert sorted(left) == sorted(right)
-    for key in left:
-        assert np.array_equal(left[key], right[key]), key
-    assert zarr.open_group(str(a)).attrs["biounet"]["status"] == "complete"
+from tests.conftest import assert_same_output
 
 
 def cli(*args, **kwargs):

@@ -25,7 +25,8 @@ from biounet.predict import engine, resume, tiles
 from biounet.predict.array import predict_array
 from biounet.predict.engine import forward_whole
 from biounet.segment import segment
-from tests.conftest import single_thread
+from tests.conftest import assert_same_output, single_thread
+from tests.conftest import zarr_arrays as arrays
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
@@ -35,33 +36,6 @@ pytestmark = [
 
 def cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def arrays(path):
-    """Every array of a zarr store by path."""
-    out = {}
-
-    def walk(group, prefix=""):
-        for name, node in group.members():
-            if isinstance(node, zarr.Array):
-                out[prefix + name] = node[...]
-            else:
-                walk(node, prefix + name + "/")
-
-    walk(zarr.open_group(str(path), mode="r"))
-    return out
-
-
-def assert_same_output(a, b, atol=0.0):
-    left, right = arrays(a), arrays(b)
-    assert sorted(left) == sorted(right)
-    for key in left:
-        if key.startswith("probabilities") and atol:
-            assert np.abs(left[key].astype(np.float32) - right[key].astype(np.float32)).max() <= atol, key
-        else:
-            assert np.array_equal(left[key], right[key]), key
-    for path in (a, b):
-        assert zarr.open_group(str(path)).attrs["biounet"]["status"] == "complete"
 
 
 def status(out):

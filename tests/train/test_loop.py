@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 import torch
-from click.testing import CliRunner
 
-from biounet.cli import main
 from biounet.evaluate.run import evaluate
 from biounet.model.file import load_model, read_model_payload
 from biounet.train.loop import CheckpointError, TrainConfig, checkpoint_path, config_from_checkpoint, log_paths, read_checkpoint, train
-
-
-def biounet(*args):
-    """The real command in a new process."""
-    return subprocess.run([sys.executable, "-m", "biounet.cli", *map(str, args)], capture_output=True, text=True)
-
-
-def cli(*args):
-    """The command in this process (faster; same exit codes and messages)."""
-    result = CliRunner().invoke(main, list(map(str, args)))
-    result.returncode = result.exit_code
-    return result
+from tests.conftest import invoke as cli
+from tests.conftest import run_biounet as biounet
 
 
 @pytest.fixture(scope="module")
