@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all demo bench clean
+.PHONY: install test test-all demo clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,9 +22,6 @@ test-all: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m biounet.demo
-
-bench: $(STAMP)
-	$(PY) -m benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache
