@@ -130,3 +130,11 @@ def invoke(*args):
     result = CliRunner().invoke(main, list(map(str, args)))
     result.returncode = result.exit_code
     return result
+
+
+def bbbc039_labels(shared_data: Path, index: int, split: str = "train"):
+    """Instance labels of the `index`-th BBBC039 image (by name) of a split."""
+    import tifffile
+
+    folder = shared_data / "bbbc039" / split / "labels"
+    return tifffile.imread(sorted(folder.glob("*.tif"))[index])

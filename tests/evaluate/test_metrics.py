@@ -3,6 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+
+from tests.conftest import bbbc039_labels as bbbc039
 from scipy import ndimage as ndi
 from skimage.metrics import adapted_rand_error
 
@@ -15,11 +17,6 @@ from biounet.evaluate.metrics import (
 )
 
 EIGHT = np.ones((3, 3), dtype=bool)
-
-
-def bbbc039(shared_data: Path, index: int) -> np.ndarray:
-    folder = shared_data / "bbbc039" / "train" / "labels"
-    return tifffile.imread(sorted(folder.glob("*.tif"))[index])
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
+
+from tests.conftest import bbbc039_labels as read_labels
 
 from biounet.train.targets import separate_touching
 from biounet.train.weights import (
@@ -16,11 +17,6 @@ from biounet.train.weights import (
     weight_map,
     weight_map_reference,
 )
-
-def read_labels(shared_data: Path, index: int) -> np.ndarray:
-    folder = shared_data / "bbbc039" / "train" / "labels"
-    return tifffile.imread(sorted(folder.glob("*.tif"))[index])
-
 
 @pytest.fixture(scope="module")
 def crowded(shared_data: Path) -> np.ndarray:
