@@ -4,12 +4,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all demo clean
+.PHONY: install test test-all demo bench clean
 
 $(STAMP): pyproject.toml constraints.txt
+	@# jemalloc makes CPU inference up to 2x faster (docs/benchmarks.md); optional, installed where we may.
+	@ldconfig -p 2>/dev/null | grep -q libjemalloc.so.2 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get install -y -q libjemalloc2 >/dev/null; } || echo "note: libjemalloc2 not installed, CPU inference will be slower"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	@# elasticdeform's wheels are built against NumPy 1: build it from source
+	$(PY) -m pip install -q -c constraints.txt --no-binary elasticdeform -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,6 +26,10 @@ test-all: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m biounet.demo
+
+# The benchmark suite (about 40 minutes on 2 cores): writes docs/benchmarks.md.
+bench: $(STAMP)
+	$(PY) -m benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache

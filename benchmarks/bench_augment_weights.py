@@ -66,7 +66,8 @@ def report(title: str, times: dict[str, list[float]], unit: float, label: str) -
     return medians
 
 
-def bench_deformation(image, labels, weights, repeats: int, batch: int) -> dict[str, float]:
+def bench_deformation(image, labels, weights, repeats: int, batch: int) -> dict[str, list[float]]:
+    """Seconds per pair of each variant, per repeat (variants interleaved)."""
     import elasticdeform
 
     lo, hi = np.percentile(image, [1, 99.8])
@@ -117,16 +118,11 @@ def bench_deformation(image, labels, weights, repeats: int, batch: int) -> dict[
     for _ in range(repeats):
         for key, fn in variants.items():
             times[key].append(timed(fn) / batch)
-    return report(
-        f"Elastic deformation, {SIZE} x {SIZE} pair, per pair (batch {batch}, "
-        f"{repeats} repeats, torch {torch.__version__}, {threads} threads)",
-        times, 1e3, "ms",
-    )
+    return times
 
 
-def bench_weights(labels: np.ndarray, repeats: int) -> dict[str, float]:
-    fast, ref = weight_map(labels), weight_map_reference(labels)
-    print(f"\nweight map agreement: max |fast - reference| = {np.abs(fast - ref).max():.2e}")
+def bench_weights(labels: np.ndarray, repeats: int) -> dict[str, list[float]]:
+    """Seconds of the weight map and of the per-instance reference, per repeat."""
     variants = {
         "weight_map (boxes grown by the cutoff)": lambda: weight_map(labels),
         "weight_map_reference (full EDT per cell)": lambda: weight_map_reference(labels),
@@ -135,12 +131,7 @@ def bench_weights(labels: np.ndarray, repeats: int) -> dict[str, float]:
     for _ in range(repeats):
         for key, fn in variants.items():
             times[key].append(timed(fn))
-    n = len(np.unique(labels)) - 1
-    return report(
-        f"Weight map, full BBBC039 image {labels.shape[0]} x {labels.shape[1]}, {n} nuclei "
-        f"({repeats} repeats)",
-        times, 1e3, "ms",
-    )
+    return times
 
 
 def main() -> None:
@@ -153,10 +144,14 @@ def main() -> None:
 
     image, labels = load_pair(args.data, args.image)
     weights = weight_map(labels)
-    d = bench_deformation(
-        to_tile(image), to_tile(labels), to_tile(weights), args.repeats, args.batch
-    )
-    w = bench_weights(labels, max(3, args.repeats // 2))
+    d = report(f"Elastic deformation, {SIZE} x {SIZE} pair, per pair (batch {args.batch}, {args.repeats} repeats, "
+               f"torch {torch.__version__}, {torch.get_num_threads()} threads)",
+               bench_deformation(to_tile(image), to_tile(labels), to_tile(weights), args.repeats, args.batch),
+               1e3, "ms")
+    fast, ref = weight_map(labels), weight_map_reference(labels)
+    print(f"\nweight map agreement: max |fast - reference| = {np.abs(fast - ref).max():.2e}")
+    w = report(f"Weight map, full BBBC039 image {labels.shape[0]} x {labels.shape[1]}, "
+               f"{len(np.unique(labels)) - 1} nuclei", bench_weights(labels, max(3, args.repeats // 2)), 1e3, "ms")
 
     keys = list(d)
     print("\nRatios of medians (higher = biounet faster)")

@@ -40,6 +40,20 @@ TILE, OUT = 572, 388
 PERCENTILE = {"method": "percentile", "low": 1.0, "high": 99.8}
 
 
+def training_dataset(data: Path, images: int, batch: int, tile: int = TILE) -> PatchDataset:
+    """Patches from the first `images` BBBC039 training pairs, as `biounet train` makes them."""
+    folder = data / "bbbc039" / "train"
+    with tempfile.TemporaryDirectory() as tmp:  # the first N pairs, linked
+        subset = Path(tmp)
+        for sub in ("images", "labels"):
+            (subset / sub).mkdir()
+            for path in sorted((folder / sub).glob("*.tif"))[:images]:
+                (subset / sub / path.name).symlink_to(path)
+        sources = load_sources(subset / "images", subset / "labels", TargetSpec("binary"), PERCENTILE)
+    out = tile - (TILE - OUT)
+    return PatchDataset(sources, tile, out, batch, seed=0)
+
+
 def pipeline_rate(dataset: PatchDataset, workers: int, batches: int) -> float:
     """Patches per second pulled from a warmed-up DataLoader."""
     it = iter(make_loader(dataset, workers))
@@ -102,15 +116,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=12, help="batches timed per pipeline measurement")
     args = parser.parse_args()
 
-    folder = args.data / "bbbc039" / "train"
-    with tempfile.TemporaryDirectory() as tmp:  # the first N pairs, linked
-        subset = Path(tmp)
-        for sub in ("images", "labels"):
-            (subset / sub).mkdir()
-            for path in sorted((folder / sub).glob("*.tif"))[: args.images]:
-                (subset / sub / path.name).symlink_to(path)
-        sources = load_sources(subset / "images", subset / "labels", TargetSpec("binary"), PERCENTILE)
-    dataset = PatchDataset(sources, TILE, OUT, args.batch, seed=0)
+    dataset = training_dataset(args.data, args.images, args.batch)
+    sources = dataset.sources
     threads = cpu_threads()
     torch.set_num_threads(threads)
     print(f"{len(sources)} BBBC039 images, tile {TILE} -> {OUT}, batch {args.batch}, "

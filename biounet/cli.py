@@ -164,6 +164,15 @@ def _parse_part(text: str | None) -> tuple[int, int] | None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def system(as_json: bool) -> None:
+    """What biounet runs on here: CPU, cores, torch, device and memory allocator."""
+    from biounet.runtime import describe
+
+    _echo_summary(describe(), as_json)
+
+
+@main.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(path: Path, as_json: bool) -> None:
@@ -176,6 +185,10 @@ def info(path: Path, as_json: bool) -> None:
         summary = {"format_version": payload["format_version"], **payload["spec"]}
     else:
         summary = describe(open_image(path))
+    _echo_summary(summary, as_json)
+
+
+def _echo_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
@@ -193,6 +206,7 @@ _TRAIN_FIELDS = {
     "images": "images", "labels": "labels", "out": "out", "val_images": "val_images", "val_labels": "val_labels",
     "target": "target", "labels_kind": "labels_kind", "depth": "depth", "width": "width", "padding": "padding",
     "batch_norm": "batch_norm", "iterations": "iterations", "batch_size": "batch_size", "lr": "lr",
+    "schedule": "schedule", "init": "init",
     "optimizer": "optimizer", "val_every": "val_every", "metric": "metric", "seed": "seed", "workers": "workers",
     "tile": "tile", "ignore": "ignore", "w0": "w0", "sigma": "sigma", "dice": "dice", "regression": "regression",
     "foreground_bias": "foreground_bias", "channel": "channels", "device": "device",
@@ -215,6 +229,8 @@ _TRAIN_FIELDS = {
 @click.option("--iterations", type=int, default=1000, show_default=True)
 @click.option("--batch-size", type=int, default=1, show_default=True)
 @click.option("--lr", type=float, help="Learning rate (default 1e-3 for adam, 1e-2 for sgd).")
+@click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+              help="Learning rate schedule (cosine: annealed to 0 at the last iteration).")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True,
               help="sgd uses momentum 0.99 as in the paper.")
 @click.option("--val-every", type=int, default=100, show_default=True, help="Validate and checkpoint every N iterations.")
@@ -232,12 +248,15 @@ _TRAIN_FIELDS = {
 @click.option("--foreground-bias", type=float, default=0.0, show_default=True,
               help="Fraction of patches that must contain foreground.")
 @click.option("--no-augment", is_flag=True, help="No elastic deformation, rotations, flips or grey-value changes.")
+@click.option("--intensity-scale", type=(float, float), help="Range of the random grey-value factor (default 0.9 1.1); "
+              "widen it (e.g. 0.3 1.2) for images whose normalisation varies, such as fields with bright debris.")
 @click.option("--channel", type=int, multiple=True, help="Input channel index (repeat for several).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--init", type=click.Path(path_type=Path), help="Start from this model's weights (fine-tuning).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run of this checkpoint (<out>.ckpt).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def train(ctx: click.Context, no_augment: bool, resume, quiet: bool, **options) -> None:
+def train(ctx: click.Context, no_augment: bool, intensity_scale, resume, quiet: bool, **options) -> None:
     """Train a U-Net on annotated images (elastic deformation, weighted border loss)."""
     from click.core import ParameterSource
 
@@ -256,6 +275,10 @@ def train(ctx: click.Context, no_augment: bool, resume, quiet: bool, **options) 
         if missing:
             raise click.UsageError(f"missing option(s) {', '.join(missing)} (or pass --resume CHECKPOINT)")
         config = TrainConfig(**fields, progress=not quiet, **({"augment": None} if no_augment else {}))
+        if intensity_scale and config.augment is not None:
+            if not 0 < intensity_scale[0] <= intensity_scale[1]:
+                raise click.BadParameter("use 0 < LOW <= HIGH", param_hint="--intensity-scale")
+            config.augment["scale_range"] = list(intensity_scale)
     path = run(config)
     prov = read_model_payload(path)["spec"].get("provenance", {})
     best = ""

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from biounet import __version__
 from biounet.evaluate.run import prediction, score, summarize
-from biounet.model.file import ModelSpec, save_model
+from biounet.model.file import ModelSpec, load_model, save_model
 from biounet.model.geometry import Geometry
 from biounet.model.unet import UNet, UNetConfig, center_crop
 from biounet.predict.array import predict_array
@@ -69,8 +69,9 @@ TASKS = {
 RUN_KEYS = (
     "images", "labels", "target", "labels_kind", "depth", "width", "padding", "batch_norm", "batch_size", "lr",
     "optimizer", "momentum", "weight_decay", "seed", "tile", "ignore", "w0", "sigma", "dice", "regression",
-    "foreground_bias", "augment", "channels", "normalization",
+    "foreground_bias", "augment", "channels", "normalization", "init", "schedule",
 )
+SCHEDULES = ("constant", "cosine")
 
 
 class CheckpointError(ValueError):
@@ -104,6 +105,7 @@ class TrainConfig:
     iterations: int = 1000
     batch_size: int = 1
     lr: float | None = None
+    schedule: str = "constant"
     optimizer: str = "adam"
     momentum: float = 0.99
     weight_decay: float = 0.0
@@ -111,6 +113,7 @@ class TrainConfig:
     metric: str = "auto"
     seed: int = 0
     resume: str | None = None
+    init: str | None = None
     workers: int = 2
     tile: int | None = None
     ignore: int | None = None
@@ -126,7 +129,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for key in ("images", "labels", "out", "val_images", "val_labels", "resume"):
+        for key in ("images", "labels", "out", "val_images", "val_labels", "resume", "init"):
             value = getattr(self, key)
             if value is not None:
                 setattr(self, key, str(value))
@@ -134,6 +137,8 @@ class TrainConfig:
             raise DataError(f"unknown target {self.target!r}; choose from {', '.join(TARGETS)}")
         if self.optimizer not in DEFAULT_LR:
             raise DataError(f"unknown optimizer {self.optimizer!r}; use adam or sgd")
+        if self.schedule not in SCHEDULES:
+            raise DataError(f"unknown schedule {self.schedule!r}; use {' or '.join(SCHEDULES)}")
         if self.metric != "auto" and self.metric not in METRICS:
             raise DataError(f"unknown metric {self.metric!r}; choose from auto, {', '.join(METRICS)}")
         if (self.val_images is None) != (self.val_labels is None):
@@ -179,6 +184,16 @@ def choose_metric(metric: str, examples: Sequence[Example], ignore: int | None) 
     return metric, membrane
 
 
+def learning_rate_at(base: float, schedule: str, iteration: int, iterations: int) -> float:
+    """Learning rate of step `iteration` (0-based): constant, or cosine-annealed to 0 over the run.
+
+    A function of the iteration only, so a resumed run follows the same schedule.
+    """
+    if schedule == "cosine" and iterations > 0:
+        return base * 0.5 * (1.0 + math.cos(math.pi * min(iteration, iterations) / iterations))
+    return base
+
+
 def better(value: float, best: float | None, metric: str) -> bool:
     if best is None or math.isnan(best):
         return not math.isnan(value)
@@ -199,6 +214,15 @@ def validate(net: UNet, spec: ModelSpec, examples: Sequence[Example], membrane: 
         net.train(was_training)
     summary = summarize(scores)
     return {k: v for k, v in summary.items() if k != "image"}
+
+
+def start_from(net: UNet, spec: ModelSpec, path: str) -> None:
+    """Load the weights of model file `path` into `net` (fine-tuning); the network and target must match."""
+    other, other_spec = load_model(path)
+    if other_spec.unet != spec.unet or other_spec.target != spec.target:
+        raise DataError(f"--init {path} is a {other_spec.target} model of another shape ({other_spec.unet}); "
+                        f"train with the same --target, --width, --depth and --padding")
+    net.load_state_dict(other.state_dict())
 
 
 def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
@@ -389,7 +413,10 @@ def train(config: TrainConfig) -> Path:
     spec = ModelSpec(unet=unet, target=config.target, classes=list(classes), postprocess=dict(post),
                      normalization=dict(config.normalization))
 
-    net = UNet(unet).to(device)
+    net = UNet(unet)
+    if config.init and saved is None:
+        start_from(net, spec, config.init)
+    net = net.to(device)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
     net.train()
@@ -420,7 +447,8 @@ def train(config: TrainConfig) -> Path:
             "val_labels": str(Path(config.val_labels).resolve()) if config.val_labels else None,
             "images_count": len(sources), "iterations": iteration, "best_iteration": best["iteration"],
             "metric": metric, "validation": best["scores"], "train_tile": tile, "batch_size": config.batch_size,
-            "optimizer": config.optimizer, "lr": config.learning_rate, "seed": config.seed, "w0": config.w0,
+            "optimizer": config.optimizer, "lr": config.learning_rate, "schedule": config.schedule,
+            "init": config.init, "seed": config.seed, "w0": config.w0,
             "sigma": config.sigma, "ignore": config.ignore, "dice": config.dice, "augment": config.augment is not None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -460,6 +488,8 @@ def train(config: TrainConfig) -> Path:
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration + 1}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(config.learning_rate, config.schedule, iteration, config.iterations)
             loss.backward()
             optimizer.step()
             iteration += 1

@@ -122,3 +122,51 @@ def test_other_targets_run(crops, tmp_path):
         assert spec["postprocess"]["name"] == {"3class": "watershed_3class", "distance": "watershed_distance"}[target]
         assert spec["unet"]["out_channels"] == {"3class": 3, "distance": 1}[target]
         assert spec["provenance"]["validation"] is not None
+
+
+def test_learning_rate_schedule():
+    from biounet.train.loop import learning_rate_at
+
+    assert learning_rate_at(1e-3, "constant", 50, 100) == 1e-3
+    cosine = [learning_rate_at(1e-3, "cosine", i, 100) for i in range(101)]
+    assert cosine[0] == 1e-3 and cosine[100] == pytest.approx(0.0, abs=1e-12)
+    assert cosine[50] == pytest.approx(5e-4)
+    assert all(a >= b for a, b in zip(cosine, cosine[1:]))
+
+
+def test_fine_tuning_starts_from_the_model_with_a_cosine_schedule(crops, tmp_path):
+    from biounet.train.loop import learning_rate_at
+
+    base = train(_config(crops, tmp_path / "base.pt", 3, 0))
+    start = _config(crops, tmp_path / "zero.pt", 0, 0)
+    start.init = str(base)
+    zero, _ = load_model(train(start))  # no iteration: the model is the one it started from
+    for (k, a), b in zip(zero.state_dict().items(), load_model(base)[0].state_dict().values()):
+        assert torch.equal(a, b), k
+
+    def tuned(name: str, iterations: int) -> TrainConfig:
+        config = _config(crops, tmp_path / name, iterations, 0)
+        config.init, config.schedule = str(base), "cosine"
+        return config
+
+    train(tuned("d.pt", 6))
+    d = read_checkpoint(checkpoint_path(tmp_path / "d.pt"))
+    # the rate is a function of the iteration alone, so a resumed run follows the same schedule
+    assert [r["lr"] for r in d["history"]] == pytest.approx([learning_rate_at(1e-3, "cosine", i, 6) for i in range(6)])
+
+    other = _config(crops, tmp_path / "f.pt", 1, 0)
+    other.init, other.width = str(base), 8
+    with pytest.raises(Exception, match="another shape"):
+        train(other)
+
+
+def test_intensity_scale_option(crops, tmp_path):
+    out = tmp_path / "g.pt"
+    r = cli("train", "--images", crops / "train/images", "--labels", crops / "train/labels", "--out", out,
+            "--width", "4", "--iterations", "1", "--tile", "220", "--workers", "0", "--intensity-scale", "0.3", "1.2",
+            "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert read_checkpoint(checkpoint_path(out))["config"]["augment"]["scale_range"] == [0.3, 1.2]
+    r = cli("train", "--images", crops / "train/images", "--labels", crops / "train/labels", "--out", out,
+            "--intensity-scale", "1.2", "0.3")
+    assert r.returncode == 2 and "--intensity-scale" in r.stderr

@@ -1,0 +1,89 @@
+"""The benchmark suite: `python -m benchmarks` (or `make bench`) measures everything and writes docs/benchmarks.md.
+
+    python -m benchmarks                      # the full suite, about 40 minutes on 2 cores
+    python -m benchmarks --only overhead,peers --repeats 5
+    python -m benchmarks --smoke --out /tmp/bench.md   # tiny sizes, a minute (run by the tests)
+
+Runs under jemalloc when the machine has it, like the `biounet` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import ROOT, Context, Section
+
+SECTIONS = ["overhead", "network", "peers", "tiles", "memory", "scaling", "training"]
+FULL = {"pipeline": 4096, "tile_small": 572, "tiles": [572, 796, 1068, 1580], "memory": [4096, 16384, 32768],
+        "sgemm": 4096, "train_tile": 572}
+SMOKE = {"pipeline": 512, "tile_small": 204, "tile_auto": 252, "tiles": [204], "memory": [256, 512],
+         "sgemm": 256, "train_tile": 204}
+
+
+def render(sections: list[Section], machine: dict, args: argparse.Namespace, seconds: float) -> str:
+    lines = ["# biounet benchmarks", "",
+             f"Written by `{' '.join(['python -m benchmarks', *sys.argv[1:]])}` on "
+             f"{datetime.date.today().isoformat()} in {seconds / 60:.0f} min. Every figure is the median "
+             f"(min-max, n runs) of {args.repeats} repeats unless it says otherwise; ratios are taken per "
+             "repeat from measurements side by side. The machine is shared: absolute figures drift 15-30% "
+             "between runs, ratios much less.", "", "## Machine", ""]
+    lines += [f"- {k}: {v}" for k, v in machine.items()]
+    targets = [t for s in sections for t in s.targets]
+    lines += ["", "## Targets", "", "| measure | figure | target | met |", "|---|---|---|---|"]
+    lines += [f"| {t.name} | {t.figure} | {t.goal} | {'yes' if t.met else 'no' if t.met is False else '-'} |"
+              for t in targets]
+    for s in sections:
+        lines += ["", f"## {s.title}", "", f"`{s.command}`", "", *s.lines]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, to check the suite runs")
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    p.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / ".work", help="slides and outputs")
+    p.add_argument("--model", help="model file (default: the shipped one)")
+    args = p.parse_args(argv)
+    names = args.only.split(",") if args.only else SECTIONS
+    unknown = set(names) - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    ctx = Context(args.workdir, args.repeats, args.smoke, SMOKE if args.smoke else FULL, args.model)
+
+    from biounet.runtime import describe
+
+    import torch
+
+    from biounet.predict.device import cpu_threads
+
+    torch.set_num_threads(cpu_threads())
+    machine = describe()
+    start = time.perf_counter()
+    sections = []
+    for name in names:
+        t = time.perf_counter()
+        print(f"[{name}] ...", flush=True)
+        section = importlib.import_module(f"benchmarks.{name}").measure(ctx)
+        sections.append(section)
+        print(f"[{name}] {time.perf_counter() - t:.0f} s", flush=True)
+        for target in section.targets:
+            print(f"  {target.name}: {target.figure} (target {target.goal})", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(sections, machine, args, time.perf_counter() - start))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    from biounet.runtime import use_jemalloc
+
+    use_jemalloc(sys.argv[1:], module="benchmarks")
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Shared pieces of the benchmark suite: statistics, timing, child processes, slides, Markdown."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from benchmarks.make_slide import write_slide
+
+ROOT = Path(__file__).resolve().parents[1]
+MP = 1e6
+
+
+@dataclass
+class Stats:
+    """Median and range of repeated measurements."""
+
+    values: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def show(self, fmt: str = "{:.2f}", scale: float = 1.0) -> str:
+        v = [x * scale for x in self.values]
+        if len(v) == 1:
+            return fmt.format(v[0]) + " (1 run)"
+        return f"{fmt.format(statistics.median(v))} ({fmt.format(min(v))}-{fmt.format(max(v))}, n={len(v)})"
+
+
+@dataclass
+class Target:
+    name: str
+    figure: str
+    goal: str
+    met: bool | None  # None: reported, no target
+
+
+@dataclass
+class Section:
+    title: str
+    command: str
+    lines: list[str] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+
+    def table(self, header: list[str], rows: list[list[str]]) -> None:
+        self.lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        self.lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+        self.lines.append("")
+
+
+@dataclass
+class Context:
+    """Settings of one suite run."""
+
+    workdir: Path
+    repeats: int
+    smoke: bool
+    sizes: dict[str, int]  # named slide sizes (smoke: tiny)
+    model: str | None = None  # None: the shipped default model
+
+    def slide(self, size: int) -> Path:
+        """A size x size uint16 tiled BigTIFF mosaic of BBBC039 fields, made once."""
+        path = self.workdir / f"slide-{size}.tif"
+        if not path.exists():
+            tmp = path.with_suffix(".part.tif")
+            write_slide(tmp, size)
+            tmp.rename(path)
+        return path
+
+    def output(self, name: str) -> Path:
+        path = self.workdir / "out" / name
+        shutil.rmtree(path, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def model_args(self) -> list[str]:
+        return ["--model", self.model] if self.model else []
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+@dataclass
+class Child:
+    seconds: float  # wall time of the process
+    peak_rss: int  # bytes
+    stdout: str
+
+
+def run_child(cmd: list[str], env: dict | None = None) -> Child:
+    """Run `cmd`, return its wall time, peak resident memory and output; raise if it fails."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text = out.read().decode(errors="replace")
+        if proc.returncode:
+            tail = err.read().decode(errors="replace").strip().splitlines()[-5:]
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): " + " | ".join(tail))
+    return Child(seconds, usage.ru_maxrss * 1024, text)
+
+
+def biounet_cmd(*args: str) -> list[str]:
+    """The `biounet` command of this environment (restarts itself under jemalloc where present)."""
+    return [sys.executable, "-m", "biounet", *args]
+
+
+def segment_seconds(stdout: str) -> float:
+    """The run time `biounet segment` reports (start-up and imports excluded)."""
+    match = re.search(r", in ([\d.]+) s", stdout)
+    if not match:
+        raise RuntimeError(f"no run time in biounet output: {stdout!r}")
+    return float(match.group(1))
+
+
+def env_with(**changes: str | None) -> dict:
+    env = dict(os.environ)
+    for k, v in changes.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    return env
+
+
+def ratio_stats(a: list[float], b: list[float]) -> Stats:
+    """Per-repeat ratios a/b of measurements taken side by side."""
+    return Stats([x / y for x, y in zip(a, b)])

@@ -1,0 +1,86 @@
+"""2. Network speed against the CPU's limit, and the variants of the CPU path.
+
+Each variant runs in a fresh process (the allocator is chosen at process
+start), rounds alternate the variants; FLOPs are counted analytically
+(`biounet.model.flops`, checked against torch's FlopCounterMode). The ceiling
+is MKL's single-precision matrix product on the same threads.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from benchmarks.common import Context, Section, Stats, Target, env_with, run_child
+from biounet.model.file import default_model_path, load_model
+from biounet.model.geometry import Geometry
+from biounet.predict.memory import choose_tile
+from biounet.runtime import jemalloc_path
+from biounet.segment import DEFAULT_BLOCK, DEFAULT_MEMORY
+
+# (name, variant, allocator)
+VARIANTS = [
+    ("NCHW, glibc malloc (plain PyTorch)", "nchw", "glibc"),
+    ("NCHW, jemalloc", "nchw", "jemalloc"),
+    ("channels_last, glibc malloc", "channels_last", "glibc"),
+    ("channels_last, jemalloc (biounet default)", "channels_last", "jemalloc"),
+    ("torch.compile(freezing), jemalloc", "compile", "jemalloc"),
+]
+DEFAULT = "channels_last, jemalloc (biounet default)"
+
+
+def child(args: list[str], alloc: str) -> dict:
+    env = env_with(LD_PRELOAD=jemalloc_path() if alloc == "jemalloc" else None)
+    return json.loads(run_child([sys.executable, "-m", "benchmarks.network_child", *args], env).stdout)
+
+
+def measure(ctx: Context) -> Section:
+    _, spec = load_model(ctx.model or default_model_path())
+    config = spec.unet
+    auto = spec.tile or choose_tile(config, DEFAULT_BLOCK, DEFAULT_MEMORY)
+    tiles = [ctx.sizes["tile_small"], ctx.sizes.get("tile_auto", auto)]
+    variants = VARIANTS
+    if ctx.smoke:  # the suite's plumbing only: plain PyTorch and the default, one tile
+        tiles, variants = tiles[:1], [VARIANTS[0], VARIANTS[3]]
+    if jemalloc_path() is None:
+        variants = [v for v in variants if v[2] != "jemalloc"]
+    section = Section("Network speed against the CPU's limit",
+                      "python -m benchmarks --only network")
+    calls = 1 if ctx.smoke else 3
+    sgemm = ctx.sizes["sgemm"]
+    ceiling: list[float] = []
+    speed: dict[tuple[str, int], list[float]] = {}
+    first: dict[tuple[str, int], list[float]] = {}
+    for _ in range(ctx.repeats):
+        r = child(["--sgemm", str(sgemm), "--calls", str(calls + 2)], "glibc")
+        ceiling.append(r["flops"] / min(r["times"]) / 1e9)
+        for tile in tiles:
+            for name, variant, alloc in variants:
+                r = child(["--variant", variant, "--tile", str(tile), "--width", str(config.width),
+                           "--out-channels", str(config.out_channels), "--calls", str(calls)], alloc)
+                speed.setdefault((name, tile), []).append(r["flops"] / sorted(r["times"])[len(r["times"]) // 2] / 1e9)
+                first.setdefault((name, tile), []).append(r["first"])
+    top = Stats(ceiling)
+    section.lines.append(f"Width-{config.width} depth-{config.depth} {config.padding} U-Net (the default model's "
+                         f"shape), batch 1; ceiling: {sgemm} x {sgemm} float32 `torch.mm` = "
+                         f"**{top.show('{:.0f}')} GFLOP/s**. GFLOP/s of the median call per process; "
+                         "first call = set-up plus one pass.")
+    section.lines.append("")
+    rows = []
+    for name, _, _ in variants:
+        row = [name]
+        for tile in tiles:
+            s = Stats(speed[(name, tile)])
+            row += [s.show("{:.0f}"), f"{s.median / top.median:.0%}", Stats(first[(name, tile)]).show("{:.1f}")]
+        rows.append(row)
+    header = ["variant"]
+    for tile in tiles:
+        header += [f"GFLOP/s, tile {tile}", "of ceiling", "first call s"]
+    section.table(header, rows)
+    for tile in tiles:
+        if (DEFAULT, tile) in speed:
+            s = Stats(speed[(DEFAULT, tile)])
+            section.targets.append(Target(f"default CPU path, tile {tile}: share of the sgemm ceiling",
+                                          f"{s.median:.0f} GFLOP/s = {s.median / top.median:.0%}",
+                                          "near the ceiling (>= 85%)", s.median / top.median >= 0.85))
+    return section

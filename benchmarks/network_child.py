@@ -1,0 +1,73 @@
+"""One measurement of network speed in a fresh process (so the allocator can differ).
+
+    python -m benchmarks.network_child --variant channels_last --tile 572 --width 16
+    python -m benchmarks.network_child --sgemm 4096
+
+Prints JSON: seconds of each timed call, the first call's seconds, FLOPs per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from biounet.model.flops import forward_flops
+from biounet.model.unet import UNet, UNetConfig
+from biounet.predict.device import cpu_threads
+from biounet.runtime import allocator
+
+VARIANTS = ("nchw", "channels_last", "compile")
+
+
+def network(variant: str, config: UNetConfig):
+    net = UNet(config).eval()
+    if variant == "nchw":
+        return net, lambda x: x
+    net = net.to(memory_format=torch.channels_last)
+    fmt = lambda x: x.contiguous(memory_format=torch.channels_last)  # noqa: E731
+    if variant == "compile":
+        net = torch.compile(net, options={"freezing": True})
+    return net, fmt
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--variant", choices=VARIANTS, default="channels_last")
+    p.add_argument("--tile", type=int, default=572)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--out-channels", type=int, default=3)
+    p.add_argument("--calls", type=int, default=3)
+    p.add_argument("--sgemm", type=int, help="time an N x N float32 matrix product instead")
+    args = p.parse_args()
+    torch.set_num_threads(cpu_threads())
+    if args.sgemm:
+        a, b = torch.randn(args.sgemm, args.sgemm), torch.randn(args.sgemm, args.sgemm)
+        flops = 2 * args.sgemm**3
+        call = lambda: torch.mm(a, b)  # noqa: E731
+    else:
+        config = UNetConfig(width=args.width, out_channels=args.out_channels)
+        net, fmt = network(args.variant, config)
+        x = fmt(torch.randn(args.batch, 1, args.tile, args.tile))
+        flops = forward_flops(config, args.tile, args.batch)
+
+        def call():
+            with torch.inference_mode():
+                return net(x)
+    start = time.perf_counter()
+    call()
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(args.calls):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    print(json.dumps({"times": times, "first": first, "flops": flops, "allocator": allocator(),
+                      "threads": torch.get_num_threads()}))
+
+
+if __name__ == "__main__":
+    main()

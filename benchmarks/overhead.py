@@ -1,0 +1,63 @@
+"""1. Pipeline overhead: `segment` against the bare network over the same tiles.
+
+Both run in this process with the same threads: `biounet.segment` (read,
+normalise, mirror, tile, predict, classes, instances, pyramids, object table)
+and a loop that only calls the network on batches of the same number and
+size of tiles the plan uses. Alternated in every repeat.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from benchmarks.common import MP, Context, Section, Stats, Target, ratio_stats, timed
+from biounet.model.file import load_model
+from biounet.predict.device import prepare, resolve_device, run
+from biounet.predict.tiles import block_window
+from biounet.segment import make_plan, segment
+
+
+def bare_forward(plan) -> float:
+    """Seconds the network alone needs for the plan's tiles (random input, same batches)."""
+    net, spec = load_model(plan.model)
+    net = prepare(net, resolve_device(plan.device))
+    channels = spec.unet.in_channels
+    counts = []
+    for block in plan.blocks:
+        _, _, _, _, ys, xs = block_window(block, plan.tile, plan.geometry)
+        counts.append(len(ys) * len(xs))
+    x = torch.randn(plan.batch, channels, plan.tile, plan.tile)
+    run(net, x[:1])  # kernels set up, as segment's first block does
+
+    def go() -> None:
+        for n in counts:
+            for i in range(0, n, plan.batch):
+                run(net, x[: min(plan.batch, n - i)])
+
+    return timed(go)
+
+
+def measure(ctx: Context) -> Section:
+    size = ctx.sizes["pipeline"]
+    slide = ctx.slide(size)
+    section = Section("Pipeline overhead", f"python -m benchmarks --only overhead  # {size} x {size} slide")
+    seg, bare = [], []
+    plan = make_plan(slide, ctx.output("plan.ome.zarr"), model=ctx.model)
+    for r in range(ctx.repeats):
+        out = ctx.output(f"overhead-{r}.ome.zarr")
+        seg.append(timed(lambda: segment(slide, out, model=ctx.model, progress=False)))
+        bare.append(bare_forward(plan))
+    ratio = ratio_stats(seg, bare)
+    tiles = sum(len(block_window(b, plan.tile, plan.geometry)[4]) * len(block_window(b, plan.tile, plan.geometry)[5])
+                for b in plan.blocks)
+    section.lines.append(f"{size} x {size} uint16 slide, {len(plan.blocks)} blocks, {tiles} tiles of {plan.tile} px, "
+                         f"batch {plan.batch}, {torch.get_num_threads()} threads.")
+    section.lines.append("")
+    section.table(["", "seconds", "MP/s"], [
+        ["`segment` (everything)", Stats(seg).show(), Stats([size * size / MP / s for s in seg]).show()],
+        ["network forward only", Stats(bare).show(), Stats([size * size / MP / s for s in bare]).show()],
+        ["ratio segment / forward", ratio.show("{:.3f}"), ""],
+    ])
+    section.targets.append(Target("pipeline overhead (segment / bare forward)", ratio.show("{:.3f}"), "<= 1.10",
+                                  ratio.median <= 1.10))
+    return section

@@ -1,0 +1,39 @@
+"""4. Tile size: speed and peak memory of `biounet segment --tile N`, and the automatic choice.
+
+Every run is a fresh `biounet segment` process (peak RSS of the process);
+MP/s from the run time segment reports (imports excluded). Rounds alternate
+the sizes.
+"""
+
+from __future__ import annotations
+
+from benchmarks.common import MP, Context, Section, Stats, biounet_cmd, run_child, segment_seconds
+
+GIB = 1024**3
+
+
+def measure(ctx: Context) -> Section:
+    size = ctx.sizes["pipeline"]
+    slide = ctx.slide(size)
+    choices = ctx.sizes["tiles"] + [None]
+    seconds: dict = {t: [] for t in choices}
+    rss: dict = {t: [] for t in choices}
+    chosen = None
+    for _ in range(ctx.repeats):
+        for tile in choices:
+            out = ctx.output("tiles.ome.zarr")
+            args = ["segment", str(slide), "-o", str(out), "--quiet", *ctx.model_args()]
+            child = run_child(biounet_cmd(*args, *(["--tile", str(tile)] if tile else [])))
+            seconds[tile].append(segment_seconds(child.stdout))
+            rss[tile].append(child.peak_rss / GIB)
+            if tile is None:
+                chosen = child.stdout.split(", tile ")[1].split(",")[0]
+    mp = size * size / MP
+    section = Section("Tile size", "python -m benchmarks --only tiles")
+    section.lines.append(f"{size} x {size} slide, `biounet segment --tile N` (default block 1024 and memory budget).")
+    section.lines.append("")
+    section.table(["tile", "MP/s", "peak RSS GiB"], [
+        [str(t) if t else f"auto ({chosen})", Stats([mp / s for s in seconds[t]]).show(),
+         Stats(rss[t]).show("{:.2f}")] for t in choices
+    ])
+    return section
