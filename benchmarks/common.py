@@ -87,6 +87,32 @@ class Context:
         return ["--model", self.model] if self.model else []
 
 
+def threshold_model(path: Path, threshold: float = 0.5, normalization: dict | None = None) -> Path:
+    """A hand-set original-geometry U-Net whose class map is (normalised input > threshold).
+
+    Only the full-resolution skip path carries signal (centre taps of 1), so the
+    foreground logit is 40 * (x - threshold): an exact, known segmentation for
+    testing and timing what happens after the network (instances, tables,
+    stitching) at a fraction of a real network's cost.
+    """
+    import torch
+
+    from biounet.model.file import ModelSpec, save_model
+    from biounet.model.unet import UNet
+
+    net = UNet(width=2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        for conv in (net.down[0][0], net.down[0][2], net.up_conv[-1][2]):
+            conv.weight[0, 0, 1, 1] = 1.0
+        net.up_conv[-1][0].weight[0, 0, 1, 1] = 1.0  # skip channel 0 of the concatenation
+        net.head.weight[1, 0, 0, 0] = 40.0
+        net.head.bias[1] = -40.0 * threshold
+    save_model(path, net, ModelSpec(unet=net.config, normalization=normalization or {"method": "none"}))
+    return path
+
+
 def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()

@@ -13,7 +13,7 @@ GIB = 1024**3
 
 
 def measure(ctx: Context) -> Section:
-    size = ctx.sizes["pipeline"]
+    size = ctx.sizes["tiles_slide"]
     slide = ctx.slide(size)
     choices = ctx.sizes["tiles"] + [None]
     seconds: dict = {t: [] for t in choices}

@@ -6,6 +6,7 @@ The Python API behind `biounet segment`; notebook users call it the same way.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 import os
 import shutil
 import time
@@ -308,7 +309,9 @@ def segment(
                 run_local(plan.job(stats, record["batch"]), todo, on_done=lambda b: bar.update(1), workers=workers)
         finally:
             bar.close()
+        t_blocks = time.perf_counter()
         objects, line = (0, "") if part is not None else finish(plan, record, Path(qc_png) if qc_png else None)
+        t_finish = time.perf_counter() - t_blocks
     except BlockError as err:
         raise BlockError(f"{err}; {_kept(plan)}: fix the cause and rerun the same command to resume") from err.__cause__
     except KeyboardInterrupt:
@@ -316,7 +319,8 @@ def segment(
                           "to continue") from None
     if part is not None:
         return _result(plan, t_start, computed=len(todo), skipped=len(done))
-    return _result(plan, t_start, computed=len(todo), skipped=len(done), objects=objects, summary=line)
+    return _result(plan, t_start, computed=len(todo), skipped=len(done), objects=objects, summary=line,
+                   finish_seconds=t_finish)
 
 
 def _kept(plan: Plan) -> str:
@@ -415,14 +419,20 @@ def finish(plan: Plan, record: dict, qc_png: Path | None = None) -> tuple[int, s
     create_level0(output, "labels/instances", layout, plan.labels[1])
     classes = zarr.open_array(str(output), path="labels/classes/0", mode="r")
     instances = zarr.open_array(str(output), path="labels/instances/0", mode="r+")
-    count = label_instances(classes, instances, layout.block, plan.rule)
-    table = measure(instances, plan.intensity, count, layout.block, layout.shape[:-2])
-    write_table(table, plan.table_path, layout.pixel_size.get("x", (None,))[0])
-    if plan.write_image:
-        write_image_pyramid(output, plan.image.levels[plan.level], plan.image.axes, layout.pixel_size,
-                            plan.ngff, layout.block, plan.image.channel_names)
-    for name in ("classes", "instances"):
-        build_pyramid(output, f"labels/{name}", layout.axes, layout.pixel_size, plan.ngff, labels=True)
+    # The instance passes are mostly scipy.ndimage, which holds the GIL: the image and
+    # class pyramids (codecs, which release it) are written meanwhile on the other core.
+    with ThreadPoolExecutor(1, thread_name_prefix="biounet-pyramid") as side:
+        pyramids = [side.submit(build_pyramid, output, "labels/classes", layout.axes, layout.pixel_size, plan.ngff,
+                                labels=True)]
+        if plan.write_image:
+            pyramids.append(side.submit(write_image_pyramid, output, plan.image.levels[plan.level], plan.image.axes,
+                                        layout.pixel_size, plan.ngff, layout.block, plan.image.channel_names))
+        count = label_instances(classes, instances, layout.block, plan.rule)
+        table = measure(instances, plan.intensity, count, layout.block, layout.shape[:-2])
+        write_table(table, plan.table_path, layout.pixel_size.get("x", (None,))[0])
+        build_pyramid(output, "labels/instances", layout.axes, layout.pixel_size, plan.ngff, labels=True)
+        for job in pyramids:
+            job.result()
     if qc_png:
         write_qc_png(plan, qc_png)
     if plan.probabilities:

@@ -1,5 +1,6 @@
 """Shared fixtures: real data from ../shared/data and small random-weight models."""
 
+
 from __future__ import annotations
 
 import os
@@ -58,26 +59,6 @@ def single_thread():
 def one_thread():
     with single_thread():
         yield
-
-
-def threshold_model(path: Path, threshold: float = 0.5) -> Path:
-    """A hand-set original-geometry U-Net whose class map is (input > threshold).
-
-    Only the full-resolution skip path carries signal (centre taps of 1), so the
-    foreground logit is 40 * (x - threshold): an exact, known segmentation for
-    testing what happens after the network (instances, tables, stitching).
-    """
-    net = UNet(width=2)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()
-        for conv in (net.down[0][0], net.down[0][2], net.up_conv[-1][2]):
-            conv.weight[0, 0, 1, 1] = 1.0
-        net.up_conv[-1][0].weight[0, 0, 1, 1] = 1.0  # skip channel 0 of the concatenation
-        net.head.weight[1, 0, 0, 0] = 40.0
-        net.head.bias[1] = -40.0 * threshold
-    save_model(path, net, ModelSpec(unet=net.config, normalization={"method": "none"}))
-    return path
 
 
 def zarr_arrays(path) -> dict:

@@ -12,7 +12,7 @@ import tifffile
 import yaml
 import zarr
 
-from tests.conftest import threshold_model
+from benchmarks.common import threshold_model
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"

@@ -50,15 +50,56 @@ class InstanceRule:
         return cls(**{k: params[k] for k in ("seed_class", "expand", "min_size") if k in params})
 
 
+def grow(seeds: np.ndarray, mask: np.ndarray, distance: int) -> np.ndarray:
+    """Give every `mask` pixel within `distance` of a seed the label of its nearest seed
+    pixel (skimage's `expand_labels`, restricted to `mask`).
+
+    One Euclidean distance transform for the nearest seed pixel; the distance is
+    then checked only where it matters (mask pixels outside the seeds), which is
+    about twice as fast as `expand_labels` on a 1024 px block.
+    """
+    todo = mask & (seeds == 0)
+    if not todo.any() or not seeds.any():
+        return np.where(mask, seeds, 0).astype(np.int32)
+    iy, ix = ndi.distance_transform_edt(seeds == 0, return_distances=False, return_indices=True)
+    ys, xs = np.nonzero(todo)
+    ny, nx = iy[ys, xs], ix[ys, xs]
+    near = (ny - ys) ** 2 + (nx - xs) ** 2 <= distance * distance
+    out = np.where(mask, seeds, 0).astype(np.int32)
+    out[ys[near], xs[near]] = seeds[ny[near], nx[near]]
+    return out
+
+
 def label_window(classes: np.ndarray, rule: InstanceRule) -> tuple[np.ndarray, int]:
     """Seeded expansion inside one window: int32 labels, seeds first (ids 1..n_seeds)."""
     foreground = classes > 0
     seeds, n_seeds = ndi.label(classes == rule.seed_class)
     seeds = seeds.astype(np.int32)
     if rule.expand > 0:
-        seeds = np.where(foreground, expand_labels(seeds, distance=rule.expand), 0).astype(np.int32)
+        seeds = grow(seeds, foreground, rule.expand)
     orphans, _ = ndi.label(foreground & (seeds == 0))
     return np.where(orphans > 0, orphans + n_seeds, seeds).astype(np.int32), int(n_seeds)
+
+
+def first_index(values: np.ndarray, count: int) -> np.ndarray:
+    """Flat index of the first pixel (raster order) holding each value 0..count-1 (values.size if none).
+
+    O(n), unlike sorting: this runs on every block of a slide.
+    """
+    first = np.full(count, values.size, np.int64)
+    np.minimum.at(first, values.ravel(), np.arange(values.size))
+    return first
+
+
+def compact_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, compact): the sorted ids present in `labels` with 0 always first, and
+    `labels` renumbered as int32 indices into them (np.unique's inverse, in O(n))."""
+    present = np.bincount(labels.ravel())
+    present[0] = 1
+    ids = np.flatnonzero(present)
+    lut = np.zeros(len(present), np.int32)
+    lut[ids] = np.arange(len(ids), dtype=np.int32)
+    return ids, lut[labels]
 
 
 @dataclass
@@ -105,32 +146,23 @@ def label_instances(classes, labels, block: int, rule: InstanceRule, threads: in
         window = np.asarray(classes[b.plane + (slice(y0, y1), slice(x0, x1))])
         local, n_seeds = label_window(window, rule)
         core = local[b.y0 - y0 : b.y1 - y0, b.x0 - x0 : b.x1 - x0]
-        ids, compact = np.unique(core, return_inverse=True)
-        compact = compact.reshape(core.shape).astype(np.int32)
-        if ids[0] != 0:  # keep 0 = background
-            ids, compact = np.concatenate([[0], ids]), compact + 1
+        ids, compact = compact_ids(core)
         labels[b.plane + (slice(b.y0, b.y1), slice(b.x0, b.x1))] = compact
         # First pixel of each window id: a seed pixel for seed ids, an orphan pixel otherwise.
-        flat = local.ravel()
-        order = np.argsort(flat, kind="stable")
-        starts = np.searchsorted(flat[order], ids[1:])
-        first = order[starts]
+        first = first_index(local, int(local.max()) + 1)[ids[1:]]
         reps = np.stack([first // local.shape[1] + y0, first % local.shape[1] + x0], axis=1)
         if rule.expand > 0:
             # Growth may put a grown pixel first; take the first pixel of the seed itself.
             seed_ids = ids[1:] <= n_seeds
             if seed_ids.any():
-                seed_only = np.where(window == rule.seed_class, local, 0).ravel()
-                order_s = np.argsort(seed_only, kind="stable")
-                starts_s = np.searchsorted(seed_only[order_s], ids[1:][seed_ids])
-                first_s = order_s[starts_s]
+                seed_only = np.where(window == rule.seed_class, local, 0)
+                first_s = first_index(seed_only, int(local.max()) + 1)[ids[1:][seed_ids]]
                 reps[seed_ids] = np.stack([first_s // local.shape[1] + y0, first_s % local.shape[1] + x0], axis=1)
         sizes = np.bincount(compact.ravel(), minlength=len(ids))[1:]
-        _, first_core = np.unique(compact.ravel(), return_index=True)
+        first_core = first_index(compact, len(ids))[1:]
         width = b.x1 - b.x0
         plane = np.ravel_multi_index(b.plane, shape[:-2]) if b.plane else 0
         keys = (plane * shape[-2] + b.y0 + first_core // width) * shape[-1] + b.x0 + first_core % width
-        keys = keys[1:] if (compact == 0).any() else keys
         return BlockLabels(b, len(ids) - 1, sizes, np.concatenate([[False], ids[1:] <= n_seeds]), reps, keys)
 
     with ThreadPoolExecutor(threads) as pool:

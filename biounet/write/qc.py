@@ -48,16 +48,19 @@ def measure(labels, image_plane, count: int, block: int, planes_shape: tuple[int
     blocks = plan_blocks(shape[:-2], shape[-2], shape[-1], block, 1)
 
     def one(b: Block):
-        lab = np.asarray(labels[b.plane + (slice(b.y0, b.y1), slice(b.x0, b.x1))]).astype(np.int64)
-        ids = np.unique(lab)
-        ids = ids[ids > 0]
+        lab = np.asarray(labels[b.plane + (slice(b.y0, b.y1), slice(b.x0, b.x1))])
+        flat = lab.ravel()
+        area = np.bincount(flat, minlength=count + 1)
+        ids = np.flatnonzero(area[1:]) + 1
         if not ids.size:
             return None
+        area = area[ids]
         img = np.asarray(image_plane(b), dtype=np.float64)
-        yy, xx = np.indices(lab.shape)
-        flat = lab.ravel()
-        sums = [np.bincount(flat, weights=w.ravel(), minlength=count + 1)[ids] for w in (yy + b.y0, xx + b.x0, img)]
-        area = np.bincount(flat, minlength=count + 1)[ids]
+        # sum of y (x) = bincount of each row's (column's) label counts times the row (column) index
+        h, w = lab.shape
+        rows = np.repeat(np.arange(b.y0, b.y0 + h, dtype=np.float64), w)
+        cols = np.tile(np.arange(b.x0, b.x0 + w, dtype=np.float64), h)
+        sums = [np.bincount(flat, weights=v, minlength=count + 1)[ids] for v in (rows, cols, img.ravel())]
         slices = ndi.find_objects(lab, max_label=int(ids.max()))
         boxes = np.array([[s[0].start + b.y0, s[1].start + b.x0, s[0].stop + b.y0, s[1].stop + b.x0] for s in (slices[i - 1] for i in ids)])
         plane = np.ravel_multi_index(b.plane, planes_shape) if b.plane else 0

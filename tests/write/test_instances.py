@@ -13,7 +13,7 @@ from biounet.postprocess import postprocess
 from biounet.segment import segment
 from biounet.train.targets import three_class_target
 from biounet.write.instances import InstanceRule, instances_from_classes, label_instances
-from tests.conftest import threshold_model
+from benchmarks.common import threshold_model
 
 
 def discs(shape, centres, radius):
@@ -106,3 +106,21 @@ def test_segment_writes_instances_table_and_qc(tmp_path):
     areas = [int(r["area_px"]) for r in rows]
     assert max(areas) == int(discs((100, 100), [(50, 50)], 12).sum())
     assert all(abs(float(r["mean_intensity"]) - 0.9) < 1e-6 for r in rows)
+
+
+def test_first_index_and_compact_ids_match_numpy_unique():
+    from biounet.write.instances import compact_ids, first_index
+
+    rng = np.random.default_rng(3)
+    for labels in (rng.integers(0, 50, (64, 80)).astype(np.int32), rng.integers(5, 9, (7, 9)).astype(np.int32),
+                   np.zeros((4, 4), np.int32)):
+        values, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+        ids, compact = compact_ids(labels)
+        expected = values if values[0] == 0 else np.concatenate([[0], values])
+        assert np.array_equal(ids, expected)
+        assert np.array_equal(ids[compact], labels)
+        assert compact.dtype == np.int32
+        got = first_index(labels, int(labels.max()) + 1)
+        assert np.array_equal(got[values], first)
+        absent = np.setdiff1d(np.arange(labels.max() + 1), values)
+        assert (got[absent] == labels.size).all()
