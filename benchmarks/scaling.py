@@ -16,7 +16,7 @@ SETUPS = [
 
 
 def measure(ctx: Context) -> Section:
-    size = ctx.sizes["pipeline"]
+    size = ctx.sizes["tiles_slide"]
     slide = ctx.slide(size)
     speed: dict[str, list[float]] = {name: [] for name, _ in SETUPS}
     for _ in range(ctx.repeats):
