@@ -42,6 +42,37 @@ def render(sections: list[Section], machine: dict, args: argparse.Namespace, sec
     return "\n".join(lines).rstrip() + "\n"
 
 
+def merge(old: str, new: str) -> str:
+    """`old` with the sections and target rows of `new` replacing their namesakes (runs with --only)."""
+    def parts(text: str) -> tuple[str, list[str]]:
+        head, *sections = text.split("\n## ")
+        return head, sections
+
+    def title(section: str) -> str:
+        return section.splitlines()[0]
+
+    def rows(section: str) -> list[str]:
+        return [r for r in section.splitlines() if r.startswith("| ") and not r.startswith("| measure")]
+
+    old_head, old_sections = parts(old)
+    new_head, new_sections = parts(new)
+    fresh = {title(s): s for s in new_sections}
+    new_rows = rows(fresh.pop("Targets", ""))
+    names = {r.split(" | ")[0] for r in new_rows}
+    out = []
+    for section in old_sections:
+        name = title(section)
+        if name == "Targets":
+            kept = [r for r in rows(section) if r.split(" | ")[0] not in names]
+            section = "Targets\n\n| measure | figure | target | met |\n|---|---|---|---|\n" + "\n".join(kept + new_rows) + "\n"
+        elif name in fresh:
+            section = fresh.pop(name)
+        out.append(section.rstrip("\n") + "\n")
+    out += [s.rstrip("\n") + "\n" for s in fresh.values()]
+    rerun = new_head.split("\n")[2].split(" on ")[0].replace("Written by", "Sections rerun by")
+    return old_head.rstrip("\n") + f"\n{rerun} (merged in).\n\n## " + "\n## ".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
@@ -77,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         for target in section.targets:
             print(f"  {target.name}: {target.figure} (target {target.goal})", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(sections, machine, args, time.perf_counter() - start))
+    text = render(sections, machine, args, time.perf_counter() - start)
+    if args.only and args.out.exists():
+        text = merge(args.out.read_text(), text)
+    args.out.write_text(text)
     print(f"wrote {args.out}")
     return 0
 

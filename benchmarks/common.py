@@ -126,21 +126,39 @@ class Child:
     stdout: str
 
 
-def run_child(cmd: list[str], env: dict | None = None) -> Child:
-    """Run `cmd`, return its wall time, peak resident memory and output; raise if it fails."""
+def peak_rss(pid: int) -> int | None:
+    """VmHWM of a running process, bytes (None once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def run_child(cmd: list[str], env: dict | None = None, poll: float = 0.05) -> Child:
+    """Run `cmd`, return its wall time, peak resident memory and output; raise if it fails.
+
+    The peak is the process's own high-water mark (VmHWM, reset by exec), read
+    until it exits: getrusage's ru_maxrss would report the parent's size, which
+    a forked child inherits.
+    """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, peak_rss(proc.pid) or 0)
+            time.sleep(poll)
         seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         text = out.read().decode(errors="replace")
         if proc.returncode:
             tail = err.read().decode(errors="replace").strip().splitlines()[-5:]
             raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): " + " | ".join(tail))
-    return Child(seconds, usage.ru_maxrss * 1024, text)
+    return Child(seconds, peak, text)
 
 
 def biounet_cmd(*args: str) -> list[str]:
