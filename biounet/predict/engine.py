@@ -196,7 +196,12 @@ def run_local(job: Job, blocks: Iterable[Block], on_done: Callable[[Block], None
                 except BaseException as err:  # noqa: BLE001 - reported with the block named (Ctrl-C as such)
                     fail(block, err)
                     return
-                fut = writers.submit(ctx.write, block, output)
+                if failure:  # interrupted meanwhile: the block stays undone (resumable)
+                    return
+                try:
+                    fut = writers.submit(ctx.write, block, output)
+                except RuntimeError:  # the writers already shut down after a failure
+                    return
 
                 def done(f: Future, block: Block = block) -> None:
                     if f.exception() is not None:
