@@ -13,7 +13,7 @@ Variants run interleaved in every repeat, so machine load drifts hit all of
 them alike; the script prints median and min-max per variant and the ratios
 of the medians.
 
-    .venv/bin/python benchmarks/bench_augment_weights.py [--repeats 7] [--batch 8]
+    .venv/bin/python -m benchmarks.bench_augment_weights [--repeats 7] [--batch 8]
 
 Needs ``elasticdeform`` (``pip install --no-binary elasticdeform elasticdeform``).
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +29,7 @@ import numpy as np
 import tifffile
 import torch
 
+from benchmarks.common import timed
 from biounet.train.augment import apply_warp, random_intensity, random_warp_grid
 from biounet.train.weights import weight_map, weight_map_reference
 
@@ -49,12 +49,6 @@ def to_tile(a: np.ndarray) -> np.ndarray:
     """Mirror-pad / crop a 520 x 696 BBBC039 array to SIZE x SIZE."""
     pad = [(0, max(0, SIZE - n)) for n in a.shape]
     return np.pad(a, pad, mode="reflect")[:SIZE, :SIZE]
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def report(title: str, times: dict[str, list[float]], unit: float, label: str) -> dict:

@@ -15,7 +15,7 @@ Times, on real BBBC039 training images with the paper's 572 px tiles:
 The pipeline must not be the bottleneck: its rate with workers should exceed
 the step's, and the waiting share in (3) should be small.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--width 16] [--batch 4] [--steps 6]
+    .venv/bin/python -m benchmarks.bench_pipeline [--width 16] [--batch 4] [--steps 6]
 
 Timings drift between runs on a shared machine; compare numbers from one run.
 """

@@ -18,6 +18,7 @@ from benchmarks.make_slide import write_slide
 
 ROOT = Path(__file__).resolve().parents[1]
 MP = 1e6
+GIB = 1024**3
 
 
 @dataclass

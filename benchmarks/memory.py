@@ -9,10 +9,9 @@ activations add a constant that does not grow with the slide.
 
 from __future__ import annotations
 
-from benchmarks.common import (MP, Context, Section, Stats, Target, biounet_cmd, run_child, segment_seconds,
+from benchmarks.common import (GIB, MP, Context, Section, Stats, Target, biounet_cmd, run_child, segment_seconds,
                                threshold_model)
 
-GIB = 1024**3
 PERCENTILE = {"method": "percentile", "low": 1.0, "high": 99.8}
 
 

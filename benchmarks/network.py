@@ -13,7 +13,6 @@ import sys
 
 from benchmarks.common import Context, Section, Stats, Target, env_with, run_child
 from biounet.model.file import default_model_path, load_model
-from biounet.model.geometry import Geometry
 from biounet.predict.memory import choose_tile
 from biounet.runtime import jemalloc_path
 from biounet.segment import DEFAULT_BLOCK, DEFAULT_MEMORY

@@ -17,15 +17,21 @@ from biounet.predict.tiles import block_window
 from biounet.segment import make_plan, segment
 
 
+def tile_counts(plan) -> list[int]:
+    """Tiles of each block of the plan."""
+    counts = []
+    for block in plan.blocks:
+        _, _, _, _, ys, xs = block_window(block, plan.tile, plan.geometry)
+        counts.append(len(ys) * len(xs))
+    return counts
+
+
 def bare_forward(plan) -> float:
     """Seconds the network alone needs for the plan's tiles (random input, same batches)."""
     net, spec = load_model(plan.model)
     net = prepare(net, resolve_device(plan.device))
     channels = spec.unet.in_channels
-    counts = []
-    for block in plan.blocks:
-        _, _, _, _, ys, xs = block_window(block, plan.tile, plan.geometry)
-        counts.append(len(ys) * len(xs))
+    counts = tile_counts(plan)
     x = torch.randn(plan.batch, channels, plan.tile, plan.tile)
     run(net, x[:1])  # kernels set up, as segment's first block does
 
@@ -50,8 +56,7 @@ def measure(ctx: Context) -> Section:
         fin.append(result[0].extra["finish_seconds"])
         bare.append(bare_forward(plan))
     ratio = ratio_stats(seg, bare)
-    tiles = sum(len(block_window(b, plan.tile, plan.geometry)[4]) * len(block_window(b, plan.tile, plan.geometry)[5])
-                for b in plan.blocks)
+    tiles = sum(tile_counts(plan))
     section.lines.append(f"{size} x {size} uint16 slide, {len(plan.blocks)} blocks, {tiles} tiles of {plan.tile} px, "
                          f"batch {plan.batch}, {torch.get_num_threads()} threads.")
     section.lines.append("")

@@ -9,6 +9,8 @@ OME-Zarr, everything included. Alternated in every repeat.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import tifffile
 import torch
@@ -39,7 +41,7 @@ def measure(ctx: Context) -> Section:
     slide = ctx.slide(size)
     roi = min(ROI, size // 2)
     _, spec = load_model(ctx.model or default_model_path())
-    same = spec.unet.__class__(**{**spec.unet.to_dict(), "padding": "same"})
+    same = dataclasses.replace(spec.unet, padding="same")
     net = prepare(UNet(same), resolve_device("cpu"))
     raw = tifffile.imread(slide).astype(np.float32)
     lo, hi = np.percentile(raw, (1.0, 99.8))

@@ -10,9 +10,8 @@ the automatic choice runs with the default block.
 
 from __future__ import annotations
 
-from benchmarks.common import MP, Context, Section, Stats, biounet_cmd, run_child, segment_seconds
+from benchmarks.common import GIB, MP, Context, Section, Stats, biounet_cmd, run_child, segment_seconds
 
-GIB = 1024**3
 MARGIN = 184  # a depth-5 valid U-Net's input minus output
 
 

@@ -6,6 +6,7 @@ User mistakes end with a one-line message and exit code 2 (usage) or 1
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import warnings
@@ -275,10 +276,10 @@ def train(ctx: click.Context, no_augment: bool, intensity_scale, resume, quiet: 
         if missing:
             raise click.UsageError(f"missing option(s) {', '.join(missing)} (or pass --resume CHECKPOINT)")
         config = TrainConfig(**fields, progress=not quiet, **({"augment": None} if no_augment else {}))
-        if intensity_scale and config.augment is not None:
-            if not 0 < intensity_scale[0] <= intensity_scale[1]:
-                raise click.BadParameter("use 0 < LOW <= HIGH", param_hint="--intensity-scale")
-            config.augment["scale_range"] = list(intensity_scale)
+    if intensity_scale:  # on resume, a changed range is refused as another run
+        if config.augment is None:
+            raise click.UsageError("--intensity-scale needs augmentation: drop --no-augment")
+        config = dataclasses.replace(config, augment={**config.augment, "scale_range": list(intensity_scale)})
     path = run(config)
     prov = read_model_payload(path)["spec"].get("provenance", {})
     best = ""

@@ -147,6 +147,9 @@ class TrainConfig:
             raise DataError("iterations, batch size, val-every and workers must be positive")
         if self.channels is not None:
             self.channels = [int(c) for c in self.channels]
+        low, high = (self.augment or {}).get("scale_range", (1.0, 1.0))
+        if not 0 < low <= high:
+            raise DataError(f"grey-value scale range ({low}, {high}): use 0 < LOW <= HIGH (--intensity-scale)")
 
     @property
     def learning_rate(self) -> float:

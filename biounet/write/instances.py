@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.segmentation import expand_labels
 
 from biounet.plan.blocks import Block, plan_blocks
 
@@ -54,9 +53,9 @@ def grow(seeds: np.ndarray, mask: np.ndarray, distance: int) -> np.ndarray:
     """Give every `mask` pixel within `distance` of a seed the label of its nearest seed
     pixel (skimage's `expand_labels`, restricted to `mask`).
 
-    One Euclidean distance transform for the nearest seed pixel; the distance is
-    then checked only where it matters (mask pixels outside the seeds), which is
-    about twice as fast as `expand_labels` on a 1024 px block.
+    One Euclidean feature transform gives each pixel its nearest seed pixel; the
+    distance is then checked only where it matters (mask pixels outside the
+    seeds) instead of being computed for the whole window.
     """
     todo = mask & (seeds == 0)
     if not todo.any() or not seeds.any():

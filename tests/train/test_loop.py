@@ -170,3 +170,5 @@ def test_intensity_scale_option(crops, tmp_path):
     r = cli("train", "--images", crops / "train/images", "--labels", crops / "train/labels", "--out", out,
             "--intensity-scale", "1.2", "0.3")
     assert r.returncode == 2 and "--intensity-scale" in r.stderr
+    r = cli("train", "--resume", checkpoint_path(out), "--intensity-scale", "0.5", "1.0", "--quiet")
+    assert r.returncode == 2 and "another run" in r.stderr and "augment" in r.stderr

@@ -124,3 +124,18 @@ def test_first_index_and_compact_ids_match_numpy_unique():
         assert np.array_equal(got[values], first)
         absent = np.setdiff1d(np.arange(labels.max() + 1), values)
         assert (got[absent] == labels.size).all()
+
+
+def test_grow_equals_expand_labels_in_the_mask():
+    from skimage.segmentation import expand_labels
+
+    from biounet.write.instances import grow
+
+    rng = np.random.default_rng(5)
+    for distance in (1, 4, 7):
+        mask = ndi.binary_dilation(rng.random((120, 150)) > 0.97, iterations=6)
+        seeds, _ = ndi.label(ndi.binary_erosion(mask, iterations=4))
+        expected = np.where(mask, expand_labels(seeds, distance=distance), 0)
+        assert np.array_equal(grow(seeds.astype(np.int32), mask, distance), expected)
+    empty = np.zeros((5, 5), np.int32)
+    assert np.array_equal(grow(empty, np.ones((5, 5), bool), 3), empty)
