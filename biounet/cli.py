@@ -251,13 +251,17 @@ _TRAIN_FIELDS = {
 @click.option("--no-augment", is_flag=True, help="No elastic deformation, rotations, flips or grey-value changes.")
 @click.option("--intensity-scale", type=(float, float), help="Range of the random grey-value factor (default 0.9 1.1); "
               "widen it (e.g. 0.3 1.2) for images whose normalisation varies, such as fields with bright debris.")
+@click.option("--normalize-over", type=click.Choice(["image", "folder"]),
+              help="Normalisation statistics of each image (default), or of the whole folder taken together, "
+              "as `segment` takes them from a whole slide: for fields of one acquisition.")
 @click.option("--channel", type=int, multiple=True, help="Input channel index (repeat for several).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--init", type=click.Path(path_type=Path), help="Start from this model's weights (fine-tuning).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run of this checkpoint (<out>.ckpt).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
-def train(ctx: click.Context, no_augment: bool, intensity_scale, resume, quiet: bool, **options) -> None:
+def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over, resume, quiet: bool,
+          **options) -> None:
     """Train a U-Net on annotated images (elastic deformation, weighted border loss)."""
     from click.core import ParameterSource
 
@@ -280,6 +284,8 @@ def train(ctx: click.Context, no_augment: bool, intensity_scale, resume, quiet: 
         if config.augment is None:
             raise click.UsageError("--intensity-scale needs augmentation: drop --no-augment")
         config = dataclasses.replace(config, augment={**config.augment, "scale_range": list(intensity_scale)})
+    if normalize_over:  # likewise: another scope on resume is another run
+        config = dataclasses.replace(config, normalization={**config.normalization, "over": normalize_over})
     path = run(config)
     prov = read_model_payload(path)["spec"].get("provenance", {})
     best = ""
@@ -298,8 +304,12 @@ def train(ctx: click.Context, no_augment: bool, intensity_scale, resume, quiet: 
 @click.option("--ignore", type=int, help="Label value of unannotated pixels (left out of the scores).")
 @click.option("--channel", type=int, multiple=True, help="Input channel index for --model (repeat for several).")
 @click.option("--tile", type=int, help="Input tile size for --model (default: automatic).")
+@click.option("--normalize-over", type=click.Choice(["image", "folder"]),
+              help="Normalisation statistics for --model: of each image, or of all images taken together "
+              "(default: as the model was trained).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def evaluate(labels: Path, pred, model, images, csv_path, membrane, ignore, channel, tile, device) -> None:
+def evaluate(labels: Path, pred, model, images, csv_path, membrane, ignore, channel, tile, normalize_over,
+             device) -> None:
     """Score segmentations (--pred) or a model (--model --images) against --labels."""
     from biounet.evaluate.run import evaluate as run
 
@@ -308,7 +318,7 @@ def evaluate(labels: Path, pred, model, images, csv_path, membrane, ignore, chan
     if model is not None and images is None:
         raise click.UsageError("--model needs --images DIR")
     table = run(labels, pred_dir=pred, model=model, images_dir=images, membrane=membrane, ignore=ignore,
-                device=device, channels=list(channel) or None, tile=tile)
+                device=device, channels=list(channel) or None, tile=tile, normalize_over=normalize_over)
     click.echo(table.format())
     if csv_path is not None:
         click.echo(f"wrote {table.to_csv(csv_path)}")

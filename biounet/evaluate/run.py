@@ -29,6 +29,7 @@ from biounet.postprocess import postprocess
 from biounet.train.data import (
     INTERNAL_IGNORE,
     DataError,
+    folder_stats,
     image_files,
     is_class_mask,
     is_folder,
@@ -172,10 +173,13 @@ def _files(path: Path) -> dict[str, Path]:
 def evaluate(labels_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = None,
              model: str | os.PathLike | None = None, images_dir: str | os.PathLike | None = None, *,
              membrane: bool | None = None, ignore: int | None = None, device: str = "auto",
-             channels: Sequence[int] | None = None, tile: int | None = None) -> EvaluationTable:
+             channels: Sequence[int] | None = None, tile: int | None = None,
+             normalize_over: str | None = None) -> EvaluationTable:
     """Score predictions (`pred_dir`) or a model run on `images_dir` against `labels_dir`.
 
     membrane: add pixel and Rand error (None: when every label image is a 0/1 mask).
+    normalize_over: "image" or "folder" (statistics of all images taken
+    together); None: as the model was trained.
     """
     if (pred_dir is None) == (model is None):
         raise DataError("pass either a predictions folder or a model (with an images folder)")
@@ -199,6 +203,8 @@ def evaluate(labels_dir: str | os.PathLike, pred_dir: str | os.PathLike | None =
 
         net, spec = load_model(model)
         net = prepare(net, resolve_device(device))
+        normalization = {**spec.normalization, **({"over": normalize_over} if normalize_over else {})}
+        stats = folder_stats([others[name] for name in truth], normalization, channels)
     scores = []
     for name, lab in truth.items():
         if model is None:
@@ -207,6 +213,6 @@ def evaluate(labels_dir: str | os.PathLike, pred_dir: str | os.PathLike | None =
             image = read_image(others[name], channels)
             if image.shape[-2:] != lab.shape:
                 raise DataError(f"{name}: image is {image.shape[-2:]} pixels but its labels are {lab.shape}")
-            pred, fg = prediction(predict_array(net, spec, image, tile=tile), spec)
+            pred, fg = prediction(predict_array(net, spec, image, tile=tile, stats=stats), spec)
         scores.append(score(name, lab, pred, fg, membrane=membrane, ignore=ignore))
     return EvaluationTable([s.row() for s in scores], summarize(scores), membrane, scores)

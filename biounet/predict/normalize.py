@@ -8,12 +8,14 @@ memory, and always the same for the same slide (so cluster runs agree).
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import dask.array as da
 import numpy as np
 
 SAMPLE_PIXELS = 2**22  # ~4 Mpx per channel is plenty for percentiles
 MIN_LEVEL_PIXELS = 2**18  # a pyramid level with fewer pixels per plane is too coarse
+NORMALIZE_OVER = ("image", "folder")
 
 
 def sample_for_stats(levels: list[da.Array], axes: str, channels: list[int] | None) -> np.ndarray:
@@ -54,6 +56,28 @@ def sample_for_stats(levels: list[da.Array], axes: str, channels: list[int] | No
         parts.append(arr[(slice(None),) + sl].reshape(nchan, -1))
     values = da.concatenate(parts, axis=1).compute(scheduler="threads")
     return values.astype(np.float64)
+
+
+def pooled_sample(samples: Sequence[np.ndarray]) -> np.ndarray:
+    """One (C, N) sample of several images taken together, N <= about SAMPLE_PIXELS.
+
+    Each image contributes evenly strided pixels in proportion to its size, so
+    statistics describe the whole acquisition (e.g. the fields of one plate) as
+    a slide's statistics describe the slide.
+    """
+    if not samples:
+        raise ValueError("no images to pool")
+    total = sum(s.shape[1] for s in samples)
+    step = max(1, math.ceil(total / SAMPLE_PIXELS))
+    return np.concatenate([s.reshape(s.shape[0], -1)[:, ::step] for s in samples], axis=1).astype(np.float64)
+
+
+def over_folder(spec: dict) -> bool:
+    """Whether a model's normalisation takes statistics over a whole folder of fields (else per image)."""
+    over = spec.get("over", "image")
+    if over not in NORMALIZE_OVER:
+        raise ValueError(f"unknown normalisation scope {over!r}; use {' or '.join(NORMALIZE_OVER)}")
+    return over == "folder"
 
 
 def count_nonfinite(sample: np.ndarray) -> int:

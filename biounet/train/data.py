@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from biounet.plan.mirror import mirror_window
 from biounet.predict.device import cpu_threads
-from biounet.predict.normalize import normalization_stats, normalize, sample_for_stats
+from biounet.predict.normalize import normalization_stats, normalize, over_folder, pooled_sample, sample_for_stats
 from biounet.read.image import ImageReadError, open_image
 from biounet.train.augment import AugmentParams, apply_warp, random_intensity, random_warp_grid
 from biounet.train.targets import (
@@ -189,6 +189,29 @@ def read_image(path: str | os.PathLike, channels: Sequence[int] | None = None) -
     """A whole image as (C, H, W)."""
     arr, _ = open_cyx(Path(path), channels)
     return np.asarray(arr.compute() if isinstance(arr, da.Array) else arr)
+
+
+def image_sample(path: str | os.PathLike, channels: Sequence[int] | None = None) -> np.ndarray:
+    """(C, N) pixel values for normalisation statistics, taken as `segment` takes them.
+
+    The whole of a small image; of a large one a low-resolution level or
+    evenly spread chunks (`sample_for_stats`).
+    """
+    arr, img = open_cyx(Path(path), channels)
+    if img is not None:
+        return sample_for_stats(img.levels, img.axes, list(channels) if channels is not None and "c" in img.axes else None)
+    return np.asarray(arr).reshape(arr.shape[0], -1).astype(np.float64)
+
+
+def folder_stats(paths: Sequence[str | os.PathLike], normalization: dict,
+                 channels: Sequence[int] | None = None) -> np.ndarray | None:
+    """Normalisation statistics pooled over every image, when the normalisation is over a folder.
+
+    None when it is per image (each image then gets its own statistics).
+    """
+    if not over_folder(normalization):
+        return None
+    return normalization_stats(pooled_sample([image_sample(p, channels) for p in paths]), normalization)
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
@@ -376,10 +399,12 @@ class ArraySource:
                 bool(_mirror(self.targets.foreground, self.shape, y0, y1, x0, x1).any()))
 
 
-def array_source(name: str, image: np.ndarray, labels: np.ndarray, spec: TargetSpec, normalization: dict) -> ArraySource:
-    """Normalise a whole (C, H, W) image as prediction does and compute its targets."""
+def array_source(name: str, image: np.ndarray, labels: np.ndarray, spec: TargetSpec, normalization: dict,
+                 stats: np.ndarray | None = None) -> ArraySource:
+    """Normalise a whole (C, H, W) image as prediction does (or with given `stats`) and compute its targets."""
     _check_shapes(name, image.shape[-2:], labels.shape)
-    stats = normalization_stats(image.reshape(image.shape[0], -1).astype(np.float64), normalization)
+    if stats is None:
+        stats = normalization_stats(image.reshape(image.shape[0], -1).astype(np.float64), normalization)
     return ArraySource(name, normalize(image, stats), make_targets(labels, spec, cache=True))
 
 
@@ -397,21 +422,19 @@ class LazySource:
     """
 
     def __init__(self, name: str, image: Path, labels: Path, spec: TargetSpec, normalization: dict,
-                 channels: Sequence[int] | None = None) -> None:
+                 channels: Sequence[int] | None = None, stats: np.ndarray | None = None) -> None:
         self.name, self.image_path, self.labels_path = name, Path(image), Path(labels)
         self.spec, self.channel_list = spec, None if channels is None else list(channels)
-        arr, img = open_cyx(self.image_path, channels)
+        arr, _ = open_cyx(self.image_path, channels)
         lab, _ = open_cyx(self.labels_path)
         if lab.shape[0] != 1:
             raise DataError(f"label image {labels} has {lab.shape[0]} channels; expected one")
         _check_shapes(name, arr.shape[-2:], lab.shape[-2:])
         self.shape = tuple(arr.shape[-2:])
         self.channels = arr.shape[0]
-        if img is not None:
-            sample = sample_for_stats(img.levels, img.axes, self.channel_list if "c" in img.axes else None)
-        else:
-            sample = np.asarray(arr).reshape(arr.shape[0], -1).astype(np.float64)
-        self.stats = normalization_stats(sample, normalization)
+        if stats is None:
+            stats = normalization_stats(image_sample(self.image_path, channels), normalization)
+        self.stats = stats
         self.reach = math.ceil(border_cutoff(spec.sigma)) + 2
         self._pid: int | None = None
         self._arrays: tuple | None = None
@@ -480,17 +503,19 @@ def load_sources(images: str | os.PathLike, labels: str | os.PathLike, spec: Tar
     In-memory targets are computed on a few threads (the weight maps dominate).
     """
     pairs = find_pairs(images, labels)
+    stats = folder_stats([image_path for _, image_path, _ in pairs], normalization, channels)
     small, sources = [], {}
     for name, image_path, label_path in pairs:
         arr, _ = open_cyx(image_path, channels)
         if arr.shape[-1] * arr.shape[-2] > lazy_pixels:
-            sources[name] = LazySource(name, image_path, label_path, spec, normalization, channels)
+            sources[name] = LazySource(name, image_path, label_path, spec, normalization, channels, stats)
         else:
             small.append((name, image_path, label_path))
 
     def load(pair):
         name, image_path, label_path = pair
-        return name, array_source(name, read_image(image_path, channels), read_labels(label_path), spec, normalization)
+        return name, array_source(name, read_image(image_path, channels), read_labels(label_path), spec,
+                                  normalization, stats)
 
     with ThreadPoolExecutor(max(1, min(cpu_threads(), len(small)))) as pool:
         sources.update(dict(pool.map(load, small)))

@@ -41,6 +41,7 @@ from biounet.model.geometry import Geometry
 from biounet.model.unet import UNet, UNetConfig, center_crop
 from biounet.predict.array import predict_array
 from biounet.predict.device import cpu_threads, resolve_device
+from biounet.predict.normalize import over_folder
 from biounet.train.augment import AugmentParams
 from biounet.train.data import (
     TARGETS,
@@ -48,6 +49,8 @@ from biounet.train.data import (
     Example,
     PatchDataset,
     TargetSpec,
+    find_pairs,
+    folder_stats,
     is_class_mask,
     load_examples,
     load_sources,
@@ -147,6 +150,10 @@ class TrainConfig:
             raise DataError("iterations, batch size, val-every and workers must be positive")
         if self.channels is not None:
             self.channels = [int(c) for c in self.channels]
+        try:
+            over_folder(self.normalization)
+        except ValueError as err:
+            raise DataError(str(err)) from None
         low, high = (self.augment or {}).get("scale_range", (1.0, 1.0))
         if not 0 < low <= high:
             raise DataError(f"grey-value scale range ({low}, {high}): use 0 < LOW <= HIGH (--intensity-scale)")
@@ -204,14 +211,17 @@ def better(value: float, best: float | None, metric: str) -> bool:
 
 
 def validate(net: UNet, spec: ModelSpec, examples: Sequence[Example], membrane: bool,
-             ignore: int | None = None) -> dict:
-    """Data-set scores of whole images through the tiled prediction engine (see `biounet.evaluate.run`)."""
+             ignore: int | None = None, stats: np.ndarray | None = None) -> dict:
+    """Data-set scores of whole images through the tiled prediction engine (see `biounet.evaluate.run`).
+
+    stats: normalisation bounds shared by every image (None: each image's own).
+    """
     was_training = net.training
     net.eval()
     try:
         scores = []
         for ex in examples:
-            instances, foreground = prediction(predict_array(net, spec, ex.image), spec)
+            instances, foreground = prediction(predict_array(net, spec, ex.image, stats=stats), spec)
             scores.append(score(ex.name, ex.labels, instances, foreground, membrane=membrane, ignore=ignore))
     finally:
         net.train(was_training)
@@ -400,6 +410,10 @@ def train(config: TrainConfig) -> Path:
     spec_t = TargetSpec(config.target, config.ignore, config.labels_kind, config.w0, config.sigma)
     sources = load_sources(config.images, config.labels, spec_t, config.normalization, config.channels)
     examples = load_examples(config.val_images, config.val_labels, config.channels) if config.val_images else []
+    val_stats = None
+    if examples:
+        val_paths = [path for _, path, _ in find_pairs(config.val_images, config.val_labels)]
+        val_stats = folder_stats(val_paths, config.normalization, config.channels)
     in_channels = sources[0].channels
     for ex in examples:
         if ex.image.shape[0] != in_channels:
@@ -503,7 +517,7 @@ def train(config: TrainConfig) -> Path:
             bar.set_postfix_str(f"loss {loss.item():.4f}{last_val}", refresh=False)
             if iteration % config.val_every == 0 or iteration == config.iterations:
                 if examples:
-                    scores = validate(net, spec, examples, membrane, config.ignore)
+                    scores = validate(net, spec, examples, membrane, config.ignore, val_stats)
                     value = scores[metric]
                     log.rows[-1].update({f"val_{k}": v for k, v in scores.items()})
                     last_val = f", val {metric} {value:.4f}"

@@ -12,6 +12,7 @@ from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
 from biounet.evaluate.run import evaluate
+from biounet.model.file import default_model_path
 from biounet.train.data import DataError
 from tests.conftest import invoke as cli
 from tests.conftest import run_biounet as biounet
@@ -98,3 +99,25 @@ def test_errors(val, tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no prediction" in r.stderr
     r = cli("evaluate", "--labels", val / "labels")
     assert r.returncode == 2 and "--pred" in r.stderr
+
+
+def test_folder_normalisation_on_fields_with_debris(shared_data, tmp_path):
+    """A bright clump takes the top percentile of its own field; the folder's statistics are not thrown off."""
+    src = shared_data / "bbbc039" / "val"
+    wells = ("L11_s4", "G22_s3", "G22_s5", "H11_s6", "D02_s8", "N12_s7")  # one field with debris, five without
+    names = [next((src / "images").glob(f"IXMtest_{well}_*.tif")).name for well in wells]
+    for sub in ("images", "labels"):
+        (tmp_path / sub).mkdir()
+        for name in names:
+            (tmp_path / sub / name).symlink_to(src / sub / name)
+    by_scope = {
+        over: {row["image"]: row for row in evaluate(tmp_path / "labels", model=default_model_path(),
+                                                     images_dir=tmp_path / "images", normalize_over=over).rows}
+        for over in ("image", "folder")
+    }
+    debris = names[0][: -len(".tif")]
+    assert by_scope["folder"][debris]["f1_0.50"] >= 0.8, by_scope["folder"][debris]
+    assert by_scope["folder"][debris]["f1_0.50"] > by_scope["image"][debris]["f1_0.50"] + 0.2
+    r = cli("evaluate", "--labels", tmp_path / "labels", "--images", tmp_path / "images", "--model",
+            default_model_path(), "--normalize-over", "slide")
+    assert r.exit_code == 2 and "slide" in r.output

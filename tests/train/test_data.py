@@ -224,3 +224,21 @@ def test_multichannel_and_errors(shared_data, tmp_path):
         load_sources(tmp_path / "im", tmp_path / "lab", spec, PERCENTILE)
     with pytest.raises(DataError, match="unknown target"):
         replace(spec, target="4class")
+
+
+def test_folder_normalisation_shares_one_set_of_statistics(shared_data, tmp_path):
+    folder = shared_data / "bbbc039" / "val"
+    for sub in ("images", "labels"):
+        (tmp_path / sub).mkdir()
+    raws = []
+    for path in sorted((folder / "images").glob("*.tif"))[:3]:
+        raws.append(tifffile.imread(path))
+        for sub in ("images", "labels"):
+            (tmp_path / sub / path.name).symlink_to(folder / sub / path.name)
+    spec = TargetSpec("3class")
+    own = load_sources(tmp_path / "images", tmp_path / "labels", spec, PERCENTILE)
+    shared = load_sources(tmp_path / "images", tmp_path / "labels", spec, {**PERCENTILE, "over": "folder"})
+    low, high = np.percentile(np.concatenate([r.ravel() for r in raws]), [1.0, 99.8])
+    for raw, a, b in zip(raws, own, shared):
+        np.testing.assert_allclose(b.image[0], (raw - low) / (high - low), rtol=1e-5, atol=1e-5)
+        assert not np.allclose(a.image, b.image)  # each image's own statistics differ from the folder's

@@ -172,3 +172,15 @@ def test_intensity_scale_option(crops, tmp_path):
     assert r.returncode == 2 and "--intensity-scale" in r.stderr
     r = cli("train", "--resume", checkpoint_path(out), "--intensity-scale", "0.5", "1.0", "--quiet")
     assert r.returncode == 2 and "another run" in r.stderr and "augment" in r.stderr
+
+
+def test_normalize_over_option(crops, tmp_path):
+    out = tmp_path / "f.pt"
+    r = cli("train", "--images", crops / "train/images", "--labels", crops / "train/labels", "--val-images",
+            crops / "val/images", "--val-labels", crops / "val/labels", "--out", out, "--width", "4",
+            "--iterations", "1", "--val-every", "1", "--tile", "220", "--workers", "0", "--normalize-over", "folder",
+            "--quiet")
+    assert r.returncode == 0, r.output
+    assert load_model(out)[1].normalization["over"] == "folder"  # so `evaluate` normalises as in training
+    r = cli("train", "--resume", checkpoint_path(out), "--normalize-over", "image", "--quiet")
+    assert r.returncode == 2 and "another run" in r.output and "normalization" in r.output

@@ -1,0 +1,38 @@
+"""Normalisation statistics: per image, pooled over a folder of fields."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from biounet.predict import normalize as norm
+from biounet.predict.normalize import normalization_stats, over_folder, pooled_sample
+
+PERCENTILE = {"method": "percentile", "low": 1.0, "high": 99.8}
+
+
+def test_pooled_stats_are_those_of_the_images_taken_together():
+    rng = np.random.default_rng(0)
+    dim = rng.normal(100, 10, (1, 5000))
+    bright = rng.normal(1000, 50, (1, 3000))
+    pooled = normalization_stats(pooled_sample([dim, bright]), PERCENTILE)
+    expected = np.percentile(np.concatenate([dim, bright], axis=1), [1.0, 99.8])
+    np.testing.assert_allclose(pooled[0], expected)
+    assert pooled[0, 1] > normalization_stats(dim, PERCENTILE)[0, 1] * 5
+
+
+def test_pooled_sample_is_bounded_and_fair(monkeypatch):
+    monkeypatch.setattr(norm, "SAMPLE_PIXELS", 1000)
+    big, small = np.zeros((2, 9000)), np.ones((2, 3000))
+    sample = pooled_sample([big, small])
+    assert sample.shape[0] == 2 and sample.shape[1] <= 1000 + 2
+    assert abs(sample.mean() - 0.25) < 0.01  # each image in proportion to its size
+
+
+def test_scope():
+    assert not over_folder(PERCENTILE)
+    assert over_folder({**PERCENTILE, "over": "folder"})
+    with pytest.raises(ValueError, match="image or folder"):
+        over_folder({**PERCENTILE, "over": "plate"})
+    with pytest.raises(ValueError, match="no images"):
+        pooled_sample([])
