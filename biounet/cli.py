@@ -324,5 +324,33 @@ def evaluate(labels: Path, pred, model, images, csv_path, membrane, ignore, chan
         click.echo(f"wrote {table.to_csv(csv_path)}")
 
 
+
+@main.command()
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="Model file to tune.")
+@click.option("--images", required=True, type=click.Path(path_type=Path), help="Folder of validation images.")
+@click.option("--labels", required=True, type=click.Path(path_type=Path), help="Folder of their true labels.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Model file to write (a copy).")
+@click.option("--normalize-over", type=click.Choice(["image", "folder"]),
+              help="Normalisation statistics of each image or of all together (default: as the model was trained).")
+@click.option("--channel", type=int, multiple=True, help="Input channel index (repeat for several).")
+@click.option("--tile", type=int, help="Input tile size (default: automatic).")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+def tune(model: Path, images: Path, labels: Path, out: Path, normalize_over, channel, tile, overwrite, device) -> None:
+    """Choose the post-processing (smallest object, seed growth, threshold) with the best average F1."""
+    from biounet.evaluate.tune import tune as run
+
+    if out.exists() and (not overwrite or out.resolve() == model.resolve()):
+        raise click.UsageError(f"{out} exists: choose another --out" + ("" if out.resolve() == model.resolve()
+                                                                        else " or pass --overwrite"))
+    best, rows = run(model, images, labels, out, device=device, channels=list(channel) or None, tile=tile,
+                     normalize_over=normalize_over)
+    keys = list(rows[0])
+    click.echo("  ".join(f"{k:>11}" for k in keys))
+    for row in rows:
+        click.echo("  ".join(f"{row[k]:>11.4f}" if isinstance(row[k], float) else f"{row[k]:>11}" for k in keys))
+    click.echo(f"chose {best} (average F1 {max(r['average_f1'] for r in rows):.4f}, "
+               f"was {rows[0]['average_f1']:.4f}); wrote {out}")
+
 if __name__ == "__main__":
     main()

@@ -19,7 +19,7 @@ import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -170,6 +170,40 @@ def _files(path: Path) -> dict[str, Path]:
     return image_files(path) if is_folder(path) else {stem(path): path}
 
 
+def matched_files(labels_dir: str | os.PathLike, others_dir: str | os.PathLike, kind: str) -> tuple[dict, dict]:
+    """(labels, others) files by name; every label image needs its `kind` ("prediction" or "image")."""
+    labels = _files(Path(labels_dir))
+    others = _files(Path(others_dir))
+    missing = sorted(set(labels) - set(others))
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise DataError(f"no {kind} for {len(missing)} label image(s): {shown}")
+    return labels, others
+
+
+def model_outputs(model: str | os.PathLike, images: dict[str, Path], shapes: dict[str, tuple], *,
+                  device: str = "auto", channels: Sequence[int] | None = None, tile: int | None = None,
+                  normalize_over: str | None = None) -> Iterator[tuple[str, np.ndarray, ModelSpec]]:
+    """(name, network output, spec) for each named image, as `segment` would predict it.
+
+    Normalisation is over each image or over all of them, as the model was
+    trained unless `normalize_over` ("image" or "folder") says otherwise.
+    """
+    from biounet.model.file import load_model
+    from biounet.predict.array import predict_array
+    from biounet.predict.device import prepare, resolve_device
+
+    net, spec = load_model(model)
+    net = prepare(net, resolve_device(device))
+    normalization = {**spec.normalization, **({"over": normalize_over} if normalize_over else {})}
+    stats = folder_stats([images[name] for name in shapes], normalization, channels)
+    for name, shape in shapes.items():
+        image = read_image(images[name], channels)
+        if image.shape[-2:] != tuple(shape):
+            raise DataError(f"{name}: image is {image.shape[-2:]} pixels but its labels are {tuple(shape)}")
+        yield name, predict_array(net, spec, image, tile=tile, stats=stats), spec
+
+
 def evaluate(labels_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = None,
              model: str | os.PathLike | None = None, images_dir: str | os.PathLike | None = None, *,
              membrane: bool | None = None, ignore: int | None = None, device: str = "auto",
@@ -185,34 +219,17 @@ def evaluate(labels_dir: str | os.PathLike, pred_dir: str | os.PathLike | None =
         raise DataError("pass either a predictions folder or a model (with an images folder)")
     if model is not None and images_dir is None:
         raise DataError("evaluating a model needs the images folder it should segment")
-    labels = _files(Path(labels_dir))
-    others = _files(Path(pred_dir if pred_dir is not None else images_dir))
-    missing = sorted(set(labels) - set(others))
-    if missing:
-        kind = "prediction" if pred_dir is not None else "image"
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise DataError(f"no {kind} for {len(missing)} label image(s): {shown}")
+    labels, others = matched_files(labels_dir, pred_dir if pred_dir is not None else images_dir,
+                                   "prediction" if pred_dir is not None else "image")
     truth = {name: read_labels(path) for name, path in labels.items()}
     if membrane is None:
         membrane = all(is_class_mask(lab, ignore) for lab in truth.values())
 
-    if model is not None:
-        from biounet.model.file import load_model
-        from biounet.predict.array import predict_array
-        from biounet.predict.device import prepare, resolve_device
-
-        net, spec = load_model(model)
-        net = prepare(net, resolve_device(device))
-        normalization = {**spec.normalization, **({"over": normalize_over} if normalize_over else {})}
-        stats = folder_stats([others[name] for name in truth], normalization, channels)
-    scores = []
-    for name, lab in truth.items():
-        if model is None:
-            pred, fg = read_labels(others[name]), None
-        else:
-            image = read_image(others[name], channels)
-            if image.shape[-2:] != lab.shape:
-                raise DataError(f"{name}: image is {image.shape[-2:]} pixels but its labels are {lab.shape}")
-            pred, fg = prediction(predict_array(net, spec, image, tile=tile, stats=stats), spec)
-        scores.append(score(name, lab, pred, fg, membrane=membrane, ignore=ignore))
+    if model is None:
+        predicted = ((name, read_labels(others[name]), None) for name in truth)
+    else:
+        outputs = model_outputs(model, others, {n: lab.shape for n, lab in truth.items()}, device=device,
+                                channels=channels, tile=tile, normalize_over=normalize_over)
+        predicted = ((name, *prediction(output, spec)) for name, output, spec in outputs)
+    scores = [score(name, truth[name], pred, fg, membrane=membrane, ignore=ignore) for name, pred, fg in predicted]
     return EvaluationTable([s.row() for s in scores], summarize(scores), membrane, scores)
