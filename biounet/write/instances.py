@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -132,40 +133,46 @@ class _UnionFind:
             self.parent[hi] = lo
 
 
+def first_pass(classes, labels, rule: InstanceRule, b: Block) -> BlockLabels:
+    """Pass 1 on one block: label its window, store the core's block-local ids, describe them.
+
+    Runs on several threads: the labelling and distance transform release the GIL.
+    """
+    shape = classes.shape
+    halo = rule.expand + 1
+    y0, x0 = max(b.y0 - halo, 0), max(b.x0 - halo, 0)
+    y1, x1 = min(b.y1 + halo, shape[-2]), min(b.x1 + halo, shape[-1])
+    window = np.asarray(classes[b.plane + (slice(y0, y1), slice(x0, x1))])
+    local, n_seeds = label_window(window, rule)
+    core = local[b.y0 - y0 : b.y1 - y0, b.x0 - x0 : b.x1 - x0]
+    ids, compact = compact_ids(core)
+    labels[b.plane + (slice(b.y0, b.y1), slice(b.x0, b.x1))] = compact
+    # First pixel of each window id: a seed pixel for seed ids, an orphan pixel otherwise.
+    first = first_index(local, int(local.max()) + 1)[ids[1:]]
+    reps = np.stack([first // local.shape[1] + y0, first % local.shape[1] + x0], axis=1)
+    if rule.expand > 0:
+        # Growth may put a grown pixel first; take the first pixel of the seed itself.
+        seed_ids = ids[1:] <= n_seeds
+        if seed_ids.any():
+            seed_only = np.where(window == rule.seed_class, local, 0)
+            first_s = first_index(seed_only, int(local.max()) + 1)[ids[1:][seed_ids]]
+            reps[seed_ids] = np.stack([first_s // local.shape[1] + y0, first_s % local.shape[1] + x0], axis=1)
+    sizes = np.bincount(compact.ravel(), minlength=len(ids))[1:]
+    first_core = first_index(compact, len(ids))[1:]
+    width = b.x1 - b.x0
+    plane = np.ravel_multi_index(b.plane, shape[:-2]) if b.plane else 0
+    keys = (plane * shape[-2] + b.y0 + first_core // width) * shape[-1] + b.x0 + first_core % width
+    return BlockLabels(b, len(ids) - 1, sizes, np.concatenate([[False], ids[1:] <= n_seeds]), reps, keys)
+
+
 def label_instances(classes, labels, block: int, rule: InstanceRule, threads: int = 2) -> int:
     """Write instance labels of the class map `classes` into `labels` (both array-like,
     same shape (..., Y, X), e.g. zarr arrays chunked by `block`). Returns the count."""
     shape = classes.shape
     blocks = plan_blocks(shape[:-2], shape[-2], shape[-1], block, 1)
-    halo = rule.expand + 1
-
-    def first_pass(b: Block) -> BlockLabels:
-        y0, x0 = max(b.y0 - halo, 0), max(b.x0 - halo, 0)
-        y1, x1 = min(b.y1 + halo, shape[-2]), min(b.x1 + halo, shape[-1])
-        window = np.asarray(classes[b.plane + (slice(y0, y1), slice(x0, x1))])
-        local, n_seeds = label_window(window, rule)
-        core = local[b.y0 - y0 : b.y1 - y0, b.x0 - x0 : b.x1 - x0]
-        ids, compact = compact_ids(core)
-        labels[b.plane + (slice(b.y0, b.y1), slice(b.x0, b.x1))] = compact
-        # First pixel of each window id: a seed pixel for seed ids, an orphan pixel otherwise.
-        first = first_index(local, int(local.max()) + 1)[ids[1:]]
-        reps = np.stack([first // local.shape[1] + y0, first % local.shape[1] + x0], axis=1)
-        if rule.expand > 0:
-            # Growth may put a grown pixel first; take the first pixel of the seed itself.
-            seed_ids = ids[1:] <= n_seeds
-            if seed_ids.any():
-                seed_only = np.where(window == rule.seed_class, local, 0)
-                first_s = first_index(seed_only, int(local.max()) + 1)[ids[1:][seed_ids]]
-                reps[seed_ids] = np.stack([first_s // local.shape[1] + y0, first_s % local.shape[1] + x0], axis=1)
-        sizes = np.bincount(compact.ravel(), minlength=len(ids))[1:]
-        first_core = first_index(compact, len(ids))[1:]
-        width = b.x1 - b.x0
-        plane = np.ravel_multi_index(b.plane, shape[:-2]) if b.plane else 0
-        keys = (plane * shape[-2] + b.y0 + first_core // width) * shape[-1] + b.x0 + first_core % width
-        return BlockLabels(b, len(ids) - 1, sizes, np.concatenate([[False], ids[1:] <= n_seeds]), reps, keys)
 
     with ThreadPoolExecutor(threads) as pool:
-        results = list(pool.map(first_pass, blocks))
+        results = list(pool.map(partial(first_pass, classes, labels, rule), blocks))
 
     offsets = np.cumsum([0] + [r.count for r in results])
     uf = _UnionFind(int(offsets[-1]) + 1)  # provisional global id = offset + local id
@@ -178,41 +185,46 @@ def label_instances(classes, labels, block: int, rule: InstanceRule, threads: in
         bx = starts_x[np.searchsorted(starts_x, x, side="right") - 1]
         return index[(plane, by, bx)]
 
-    def merge_face(a: int, b: int, lab_a, lab_b, cls_a, cls_b) -> None:
-        """Union ids of same-kind pixels touching across a face (strips of equal length)."""
-        ga = lab_a.astype(np.int64) + offsets[a]
-        gb = lab_b.astype(np.int64) + offsets[b]
+    def face(i: int, down: bool) -> np.ndarray:
+        """(n, 2) provisional ids of same-kind pixels touching across block i's lower or right face."""
+        b = results[i].block
+        j = index[(b.plane, b.y1, b.x0) if down else (b.plane, b.y0, b.x1)]
+        if down:
+            strip = b.plane + (slice(b.y1 - 1, b.y1 + 1), slice(b.x0, b.x1))
+        else:
+            strip = b.plane + (slice(b.y0, b.y1), slice(b.x1 - 1, b.x1 + 1))
+        lab, cls = np.asarray(labels[strip]), np.asarray(classes[strip])
+        (lab_a, lab_b), (cls_a, cls_b) = (lab, cls) if down else (lab.T, cls.T)
         seed_a, seed_b = cls_a == rule.seed_class, cls_b == rule.seed_class
-        orphan_a = (lab_a > 0) & ~results[a].is_seed[lab_a]
-        orphan_b = (lab_b > 0) & ~results[b].is_seed[lab_b]
+        orphan_a = (lab_a > 0) & ~results[i].is_seed[lab_a]
+        orphan_b = (lab_b > 0) & ~results[j].is_seed[lab_b]
         both = (seed_a & seed_b & (lab_a > 0) & (lab_b > 0)) | (orphan_a & orphan_b)
-        for p, q in set(zip(ga[both].tolist(), gb[both].tolist())):
-            uf.union(p, q)
+        pairs = np.stack([lab_a[both].astype(np.int64) + offsets[i], lab_b[both].astype(np.int64) + offsets[j]], 1)
+        return np.unique(pairs, axis=0)
 
+    faces = [(i, down) for i, r in enumerate(results) for down in (True, False)
+             if (r.block.y1 < shape[-2] if down else r.block.x1 < shape[-1])]
+    # Representatives that lie in another block, grouped by that block: one read per block.
+    wanted: dict[int, list[tuple[int, int, int]]] = {}
     for i, r in enumerate(results):
         b = r.block
-        for dy, dx in ((1, 0), (0, 1)):
-            y, x = (b.y1, b.x0) if dy else (b.y0, b.x1)
-            if (y >= shape[-2]) if dy else (x >= shape[-1]):
-                continue
-            j = index[(b.plane, y, x)]
-            if dy:
-                rows = b.plane + (slice(b.y1 - 1, b.y1 + 1), slice(b.x0, b.x1))
-            else:
-                rows = b.plane + (slice(b.y0, b.y1), slice(b.x1 - 1, b.x1 + 1))
-            lab = np.asarray(labels[rows])
-            cls = np.asarray(classes[rows])
-            if dy:
-                merge_face(i, j, lab[0], lab[1], cls[0], cls[1])
-            else:
-                merge_face(i, j, lab[:, 0], lab[:, 1], cls[:, 0], cls[:, 1])
-        for k, (y, x) in enumerate(r.reps):
-            if b.y0 <= y < b.y1 and b.x0 <= x < b.x1:
-                continue
-            j = owner(b.plane, int(y), int(x))
-            other = int(np.asarray(labels[b.plane + (int(y), int(x))]))
-            if other:
-                uf.union(offsets[i] + k + 1, offsets[j] + other)
+        for k, (y, x) in enumerate(r.reps.tolist()):
+            if not (b.y0 <= y < b.y1 and b.x0 <= x < b.x1):
+                wanted.setdefault(owner(b.plane, y, x), []).append((int(offsets[i]) + k + 1, y, x))
+
+    def lookup(j: int) -> np.ndarray:
+        """(n, 2) provisional ids: each representative's own, and the id block j holds at its pixel."""
+        ids, ys, xs = np.array(wanted[j], dtype=np.int64).T
+        y0, x0 = ys.min(), xs.min()
+        region = np.asarray(labels[results[j].block.plane + (slice(y0, ys.max() + 1), slice(x0, xs.max() + 1))])
+        other = region[ys - y0, xs - x0].astype(np.int64)
+        return np.stack([ids[other > 0], other[other > 0] + offsets[j]], 1)
+
+    with ThreadPoolExecutor(threads) as pool:
+        parts = [*pool.map(lambda f: face(*f), faces), *pool.map(lookup, sorted(wanted))]
+    for pairs in parts:
+        for p, q in pairs.tolist():
+            uf.union(p, q)
 
     total = int(offsets[-1])
     roots = np.array([uf.find(g) for g in range(total + 1)], dtype=np.int64)
