@@ -26,7 +26,7 @@ from biounet.train.data import DataError, read_labels
 MIN_SIZES = (10, 20, 30, 45, 60, 90)
 GRIDS: dict[str, dict[str, tuple]] = {
     "components": {"threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "min_size": MIN_SIZES},
-    "watershed_3class": {"expand": (2, 4, 6), "min_size": MIN_SIZES},
+    "watershed_3class": {"expand": (2, 3, 4, 6), "min_size": MIN_SIZES},
     "watershed_distance": {"seed_threshold": (0.3, 0.4, 0.5, 0.6, 0.7), "min_size": MIN_SIZES},
 }
 
