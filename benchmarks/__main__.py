@@ -57,14 +57,16 @@ def merge(old: str, new: str) -> str:
     old_head, old_sections = parts(old)
     new_head, new_sections = parts(new)
     fresh = {title(s): s for s in new_sections}
-    new_rows = rows(fresh.pop("Targets", ""))
-    names = {r.split(" | ")[0] for r in new_rows}
+    new_rows = {r.split(" | ")[0]: r for r in rows(fresh.pop("Targets", ""))}
     out = []
     for section in old_sections:
         name = title(section)
-        if name == "Targets":
-            kept = [r for r in rows(section) if r.split(" | ")[0] not in names]
-            section = "Targets\n\n| measure | figure | target | met |\n|---|---|---|---|\n" + "\n".join(kept + new_rows) + "\n"
+        if name == "Targets":  # rerun rows in their old places, rows new to the file at the end
+            old_rows = rows(section)
+            names = {r.split(" | ")[0] for r in old_rows}
+            merged = [new_rows.get(r.split(" | ")[0], r) for r in old_rows]
+            merged += [r for n, r in new_rows.items() if n not in names]
+            section = "Targets\n\n| measure | figure | target | met |\n|---|---|---|---|\n" + "\n".join(merged) + "\n"
         elif name in fresh:
             section = fresh.pop(name)
         out.append(section.rstrip("\n") + "\n")

@@ -42,3 +42,18 @@ def test_render_lists_targets():
     text = render([section], {"cpu": "test"}, args, 60.0)
     assert "| speed | 2.0 | >= 1.5 | yes |" in text and "## X" in text and "- cpu: test" in text
     assert SECTIONS[0] == "overhead"
+
+
+def test_merge_replaces_rows_in_place_and_keeps_other_sections():
+    from benchmarks.__main__ import merge
+
+    table = "| measure | figure | target | met |\n|---|---|---|---|\n"
+    old = ("# B\n\nWritten by `python -m benchmarks` on day in 1 min.\n\n## Targets\n\n" + table
+           + "| a | 1 | x | no |\n| b | 2 | y | yes |\n\n## A\n\nold a\n\n## B\n\nold b\n")
+    new = ("# B\n\nWritten by `python -m benchmarks --only a` on day2 in 1 min.\n\n## Targets\n\n" + table
+           + "| a | 9 | x | yes |\n| c | 3 | z | yes |\n\n## A\n\nnew a\n")
+    out = merge(old, new)
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "measure" not in line]
+    assert rows == ["| a | 9 | x | yes |", "| b | 2 | y | yes |", "| c | 3 | z | yes |"]
+    assert "new a" in out and "old a" not in out and "old b" in out
+    assert "Sections rerun by `python -m benchmarks --only a` (merged in)." in out
