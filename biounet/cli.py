@@ -203,6 +203,8 @@ def _echo_summary(summary: dict, as_json: bool) -> None:
 
 
 # Options of `train` and the TrainConfig fields they set.
+NORMALIZE_SCOPES = ("image", "folder")  # biounet.predict.normalize.NORMALIZE_OVER, without importing dask here
+
 _TRAIN_FIELDS = {
     "images": "images", "labels": "labels", "out": "out", "val_images": "val_images", "val_labels": "val_labels",
     "target": "target", "labels_kind": "labels_kind", "depth": "depth", "width": "width", "padding": "padding",
@@ -251,7 +253,7 @@ _TRAIN_FIELDS = {
 @click.option("--no-augment", is_flag=True, help="No elastic deformation, rotations, flips or grey-value changes.")
 @click.option("--intensity-scale", type=(float, float), help="Range of the random grey-value factor (default 0.9 1.1); "
               "widen it (e.g. 0.3 1.2) for images whose normalisation varies, such as fields with bright debris.")
-@click.option("--normalize-over", type=click.Choice(["image", "folder"]),
+@click.option("--normalize-over", type=click.Choice(NORMALIZE_SCOPES),
               help="Normalisation statistics of each image (default), or of the whole folder taken together, "
               "as `segment` takes them from a whole slide: for fields of one acquisition.")
 @click.option("--channel", type=int, multiple=True, help="Input channel index (repeat for several).")
@@ -304,7 +306,7 @@ def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over,
 @click.option("--ignore", type=int, help="Label value of unannotated pixels (left out of the scores).")
 @click.option("--channel", type=int, multiple=True, help="Input channel index for --model (repeat for several).")
 @click.option("--tile", type=int, help="Input tile size for --model (default: automatic).")
-@click.option("--normalize-over", type=click.Choice(["image", "folder"]),
+@click.option("--normalize-over", type=click.Choice(NORMALIZE_SCOPES),
               help="Normalisation statistics for --model: of each image, or of all images taken together "
               "(default: as the model was trained).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -330,7 +332,7 @@ def evaluate(labels: Path, pred, model, images, csv_path, membrane, ignore, chan
 @click.option("--images", required=True, type=click.Path(path_type=Path), help="Folder of validation images.")
 @click.option("--labels", required=True, type=click.Path(path_type=Path), help="Folder of their true labels.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model file to write (a copy).")
-@click.option("--normalize-over", type=click.Choice(["image", "folder"]),
+@click.option("--normalize-over", type=click.Choice(NORMALIZE_SCOPES),
               help="Normalisation statistics of each image or of all together (default: as the model was trained).")
 @click.option("--channel", type=int, multiple=True, help="Input channel index (repeat for several).")
 @click.option("--tile", type=int, help="Input tile size (default: automatic).")

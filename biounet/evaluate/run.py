@@ -25,12 +25,15 @@ import numpy as np
 
 from biounet.evaluate.metrics import InstanceScores, MembraneScores, aggregate, instance_scores, membrane_scores
 from biounet.model.file import ModelSpec
+from biounet.model.unet import UNet
+from biounet.predict.normalize import with_scope
 from biounet.postprocess import postprocess
 from biounet.train.data import (
     INTERNAL_IGNORE,
     DataError,
     folder_stats,
     image_files,
+    image_sample,
     is_class_mask,
     is_folder,
     read_image,
@@ -181,27 +184,33 @@ def matched_files(labels_dir: str | os.PathLike, others_dir: str | os.PathLike, 
     return labels, others
 
 
-def model_outputs(model: str | os.PathLike, images: dict[str, Path], shapes: dict[str, tuple], *,
-                  device: str = "auto", channels: Sequence[int] | None = None, tile: int | None = None,
-                  normalize_over: str | None = None) -> Iterator[tuple[str, np.ndarray, ModelSpec]]:
-    """(name, network output, spec) for each named image, as `segment` would predict it.
+def model_outputs(net: UNet, spec: ModelSpec, images: dict[str, Path], shapes: dict[str, tuple], *,
+                  channels: Sequence[int] | None = None, tile: int | None = None,
+                  normalize_over: str | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, network output) for each named image, as `segment` would predict it.
 
-    Normalisation is over each image or over all of them, as the model was
-    trained unless `normalize_over` ("image" or "folder") says otherwise.
+    `net` is prepared for its device. Normalisation is over each image or over
+    all of them, as the model was trained unless `normalize_over` ("image" or
+    "folder") says otherwise.
     """
-    from biounet.model.file import load_model
     from biounet.predict.array import predict_array
-    from biounet.predict.device import prepare, resolve_device
 
-    net, spec = load_model(model)
-    net = prepare(net, resolve_device(device))
-    normalization = {**spec.normalization, **({"over": normalize_over} if normalize_over else {})}
-    stats = folder_stats([images[name] for name in shapes], normalization, channels)
+    normalization = with_scope(spec.normalization, normalize_over)
+    stats = folder_stats((image_sample(images[name], channels) for name in shapes), normalization)
     for name, shape in shapes.items():
         image = read_image(images[name], channels)
         if image.shape[-2:] != tuple(shape):
             raise DataError(f"{name}: image is {image.shape[-2:]} pixels but its labels are {tuple(shape)}")
-        yield name, predict_array(net, spec, image, tile=tile, stats=stats), spec
+        yield name, predict_array(net, spec, image, tile=tile, stats=stats)
+
+
+def load_prepared(model: str | os.PathLike, device: str = "auto") -> tuple[UNet, ModelSpec]:
+    """A model file's network, ready for inference on `device`, and its spec."""
+    from biounet.model.file import load_model
+    from biounet.predict.device import prepare, resolve_device
+
+    net, spec = load_model(model)
+    return prepare(net, resolve_device(device)), spec
 
 
 def evaluate(labels_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = None,
@@ -228,8 +237,9 @@ def evaluate(labels_dir: str | os.PathLike, pred_dir: str | os.PathLike | None =
     if model is None:
         predicted = ((name, read_labels(others[name]), None) for name in truth)
     else:
-        outputs = model_outputs(model, others, {n: lab.shape for n, lab in truth.items()}, device=device,
-                                channels=channels, tile=tile, normalize_over=normalize_over)
-        predicted = ((name, *prediction(output, spec)) for name, output, spec in outputs)
+        net, spec = load_prepared(model, device)
+        outputs = model_outputs(net, spec, others, {n: lab.shape for n, lab in truth.items()}, channels=channels,
+                                tile=tile, normalize_over=normalize_over)
+        predicted = ((name, *prediction(output, spec)) for name, output in outputs)
     scores = [score(name, truth[name], pred, fg, membrane=membrane, ignore=ignore) for name, pred, fg in predicted]
     return EvaluationTable([s.row() for s in scores], summarize(scores), membrane, scores)

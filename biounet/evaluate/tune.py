@@ -18,9 +18,10 @@ from typing import Sequence
 
 import numpy as np
 
-from biounet.evaluate.run import matched_files, model_outputs, score, summarize
-from biounet.model.file import ModelSpec, load_model, save_model
+from biounet.evaluate.run import load_prepared, matched_files, model_outputs, score, summarize
+from biounet.model.file import ModelSpec, save_model
 from biounet.postprocess import DEFAULTS, postprocess
+from biounet.predict.normalize import with_scope
 from biounet.train.data import DataError, read_labels
 
 MIN_SIZES = (10, 20, 30, 45, 60, 90)
@@ -63,21 +64,19 @@ def tune(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: st
     """
     labels, images = matched_files(labels_dir, images_dir, "image")
     truth = {name: read_labels(path) for name, path in labels.items()}
-    net, spec = load_model(model)
+    net, spec = load_prepared(model, device)
     post = spec.postprocess or {"name": "components", "params": {}}
     if post["name"] not in GRIDS:
         raise DataError(f"no tuning grid for post-processing {post['name']!r}")
-    outputs = model_outputs(model, images, {n: lab.shape for n, lab in truth.items()}, device=device,
-                            channels=channels, tile=tile, normalize_over=normalize_over)
-    examples = [(name, truth[name], output) for name, output, _ in outputs]
+    outputs = model_outputs(net, spec, images, {n: lab.shape for n, lab in truth.items()}, channels=channels,
+                            tile=tile, normalize_over=normalize_over)
+    examples = [(name, truth[name], output) for name, output in outputs]
     base = {**DEFAULTS[post["name"]], **post.get("params", {})}
     best, rows = choose(post["name"], base, examples)
     provenance = {**spec.provenance, "postprocess_tuned_on": {
         "images": str(Path(images_dir)), "count": len(examples), "average_f1": max(r["average_f1"] for r in rows),
     }}
-    normalization = {**spec.normalization, **({"over": normalize_over} if normalize_over else {})}
     tuned: ModelSpec = replace(spec, postprocess={"name": post["name"], "params": best}, provenance=provenance,
-                               normalization=normalization)
+                               normalization=with_scope(spec.normalization, normalize_over))
     save_model(out, net, tuned)
     return best, rows
-

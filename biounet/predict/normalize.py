@@ -80,6 +80,11 @@ def over_folder(spec: dict) -> bool:
     return over == "folder"
 
 
+def with_scope(spec: dict, over: str | None) -> dict:
+    """A normalisation spec with its scope replaced by `over` ("image" or "folder"; None keeps it)."""
+    return {**spec, "over": over} if over else dict(spec)
+
+
 def count_nonfinite(sample: np.ndarray) -> int:
     """Number of NaN or infinite values in a sample (0 for integer data)."""
     if not np.issubdtype(sample.dtype, np.floating):

@@ -42,7 +42,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Iterable, Protocol, Sequence
 
 import dask.array as da
 import numpy as np
@@ -203,15 +203,16 @@ def image_sample(path: str | os.PathLike, channels: Sequence[int] | None = None)
     return np.asarray(arr).reshape(arr.shape[0], -1).astype(np.float64)
 
 
-def folder_stats(paths: Sequence[str | os.PathLike], normalization: dict,
-                 channels: Sequence[int] | None = None) -> np.ndarray | None:
-    """Normalisation statistics pooled over every image, when the normalisation is over a folder.
+def folder_stats(samples: Iterable[np.ndarray], normalization: dict) -> np.ndarray | None:
+    """Normalisation statistics of (C, N) samples of every image taken together, when the
+    normalisation is over a folder; None when it is per image (each image then gets its own).
 
-    None when it is per image (each image then gets its own statistics).
+    `samples` is only consumed in the first case, so a generator that reads
+    files costs nothing for per-image normalisation.
     """
     if not over_folder(normalization):
         return None
-    return normalization_stats(pooled_sample([image_sample(p, channels) for p in paths]), normalization)
+    return normalization_stats(pooled_sample(list(samples)), normalization)
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
@@ -503,7 +504,7 @@ def load_sources(images: str | os.PathLike, labels: str | os.PathLike, spec: Tar
     In-memory targets are computed on a few threads (the weight maps dominate).
     """
     pairs = find_pairs(images, labels)
-    stats = folder_stats([image_path for _, image_path, _ in pairs], normalization, channels)
+    stats = folder_stats((image_sample(path, channels) for _, path, _ in pairs), normalization)
     small, sources = [], {}
     for name, image_path, label_path in pairs:
         arr, _ = open_cyx(image_path, channels)

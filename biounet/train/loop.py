@@ -49,7 +49,6 @@ from biounet.train.data import (
     Example,
     PatchDataset,
     TargetSpec,
-    find_pairs,
     folder_stats,
     is_class_mask,
     load_examples,
@@ -410,10 +409,8 @@ def train(config: TrainConfig) -> Path:
     spec_t = TargetSpec(config.target, config.ignore, config.labels_kind, config.w0, config.sigma)
     sources = load_sources(config.images, config.labels, spec_t, config.normalization, config.channels)
     examples = load_examples(config.val_images, config.val_labels, config.channels) if config.val_images else []
-    val_stats = None
-    if examples:
-        val_paths = [path for _, path, _ in find_pairs(config.val_images, config.val_labels)]
-        val_stats = folder_stats(val_paths, config.normalization, config.channels)
+    val_stats = folder_stats((ex.image.reshape(ex.image.shape[0], -1) for ex in examples), config.normalization) \
+        if examples else None
     in_channels = sources[0].channels
     for ex in examples:
         if ex.image.shape[0] != in_channels:

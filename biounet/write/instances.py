@@ -136,7 +136,7 @@ class _UnionFind:
 def first_pass(classes, labels, rule: InstanceRule, b: Block) -> BlockLabels:
     """Pass 1 on one block: label its window, store the core's block-local ids, describe them.
 
-    Runs on several threads: the labelling and distance transform release the GIL.
+    Runs on several threads (two worker processes measured no faster on 4096^2).
     """
     shape = classes.shape
     halo = rule.expand + 1

@@ -36,3 +36,11 @@ def test_scope():
         over_folder({**PERCENTILE, "over": "plate"})
     with pytest.raises(ValueError, match="no images"):
         pooled_sample([])
+
+
+def test_cli_offers_the_scopes_the_code_knows():
+    from biounet.cli import NORMALIZE_SCOPES
+
+    assert NORMALIZE_SCOPES == norm.NORMALIZE_OVER
+    assert norm.with_scope(PERCENTILE, None) == PERCENTILE
+    assert norm.with_scope({**PERCENTILE, "over": "folder"}, "image")["over"] == "image"
