@@ -46,6 +46,24 @@ def test_one_id_per_object_whatever_the_block_size(rule):
         assert np.array_equal(out, results[0])
 
 
+@pytest.mark.parametrize("rule", [InstanceRule(1, 2, 20), InstanceRule(1, 4, 0), InstanceRule(2, 3, 5)])
+def test_random_class_maps_give_the_same_labels_whatever_the_block_size(rule):
+    """Blobs of seed class among wide boundary regions: many orphans, ties and objects
+    that leave a block and come back; every block size must give the one-block result."""
+    rng = np.random.default_rng(11)
+    field = ndi.gaussian_filter(rng.random((150, 170)), 3)
+    field = (field - field.min()) / np.ptp(field)
+    classes = np.digitize(field, np.quantile(field, [0.35, 0.75])).astype(np.uint8)  # 0, 1, 2
+    if rule.seed_class == 1:  # seeds in the middle band, boundary the top band
+        classes = np.where(classes == 0, 0, 3 - classes).astype(np.uint8)
+    whole = instances_from_classes(classes, rule)
+    assert whole.max() > 10 and (whole[classes > 0] == 0).any() == (rule.min_size > 0)
+    for block in (7, 16, 29, 64):
+        out = np.zeros(classes.shape, np.int32)
+        assert label_instances(classes, out, block, rule) == whole.max()
+        assert np.array_equal(out, whole), block
+
+
 def test_zarr_arrays_and_stacks(tmp_path):
     classes = np.stack([discs((200, 200), CENTRES[:4], 12), discs((200, 200), [(100, 100)], 12)])
     src = zarr.create_array(str(tmp_path / "c.zarr"), shape=classes.shape, chunks=(1, 64, 64), dtype="uint8")
@@ -115,27 +133,51 @@ def test_first_index_and_compact_ids_match_numpy_unique():
     for labels in (rng.integers(0, 50, (64, 80)).astype(np.int32), rng.integers(5, 9, (7, 9)).astype(np.int32),
                    np.zeros((4, 4), np.int32)):
         values, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-        ids, compact = compact_ids(labels)
+        ids, compact, counts = compact_ids(labels)
         expected = values if values[0] == 0 else np.concatenate([[0], values])
         assert np.array_equal(ids, expected)
         assert np.array_equal(ids[compact], labels)
+        assert np.array_equal(counts, [(labels == i).sum() for i in ids])
         assert compact.dtype == np.int32
         got = first_index(labels, int(labels.max()) + 1)
-        assert np.array_equal(got[values], first)
-        absent = np.setdiff1d(np.arange(labels.max() + 1), values)
+        assert np.array_equal(got[values[values > 0]], first[values > 0])
+        absent = np.setdiff1d(np.arange(labels.max() + 1), values[values > 0])
         assert (got[absent] == labels.size).all()
 
 
-def test_grow_equals_expand_labels_in_the_mask():
+def nearest_seed_labels(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Brute force over all seed pixels: each pixel's smallest squared distance to a seed
+    pixel, which seed pixels lie at it (pixels x seed pixels), and the seed pixels' labels."""
+    sy, sx = np.nonzero(seeds)
+    ys, xs = np.indices(seeds.shape)
+    d2 = (ys[..., None] - sy) ** 2 + (xs[..., None] - sx) ** 2
+    best = d2.min(axis=-1)
+    at_best = d2 == best[..., None]
+    return best, at_best, seeds[sy, sx]
+
+
+def test_grow_gives_each_pixel_a_nearest_seed_and_equals_expand_labels_without_ties():
     from skimage.segmentation import expand_labels
 
     from biounet.write.instances import grow
 
     rng = np.random.default_rng(5)
-    for distance in (1, 4, 7):
-        mask = ndi.binary_dilation(rng.random((120, 150)) > 0.97, iterations=6)
+    for distance in (1, 2, 4, 7):
+        mask = ndi.binary_dilation(rng.random((60, 80)) > 0.97, iterations=6)
         seeds, _ = ndi.label(ndi.binary_erosion(mask, iterations=4))
+        got = grow(seeds.astype(np.int32), mask, distance)
+        best, at_best, seed_labels = nearest_seed_labels(seeds)
+        grown = mask & (seeds == 0) & (best <= distance * distance)
+        assert (got[seeds > 0] == seeds[seeds > 0]).all()
+        assert (got[~mask] == 0).all() and (got[mask & ~grown & (seeds == 0)] == 0).all()
+        for y, x in zip(*np.nonzero(grown)):
+            assert got[y, x] in set(seed_labels[at_best[y, x]].tolist())
         expected = np.where(mask, expand_labels(seeds, distance=distance), 0)
-        assert np.array_equal(grow(seeds.astype(np.int32), mask, distance), expected)
+        tie = np.array([[len(set(seed_labels[at_best[y, x]].tolist())) > 1 for x in range(mask.shape[1])]
+                        for y in range(mask.shape[0])])
+        assert np.array_equal(got[~tie], expected[~tie])
+        assert (grown & ~tie).sum() > 100 and (grown & tie).any()  # both cases are exercised
     empty = np.zeros((5, 5), np.int32)
     assert np.array_equal(grow(empty, np.ones((5, 5), bool), 3), empty)
+
+
