@@ -41,7 +41,6 @@ from biounet.write.omezarr import (
     create_level0,
     ensure_root,
     prepare_output,
-    write_image_pyramid,
     write_labels_metadata,
 )
 
@@ -167,23 +166,26 @@ class Plan:
                 break
         return self.output.with_name(name + ".objects.csv")
 
+    @property
+    def image_spec(self) -> LabelsSpec:
+        """The output's copy of the image: the input level's dtype and channels."""
+        channels = self.image.size("c") if "c" in self.image.axes else 0
+        return LabelsSpec("image", str(self.image.levels[self.level].dtype), channels=channels)
+
     def intensity(self, block: Block) -> np.ndarray:
-        """Raw intensity of the block (first model channel), for the object table."""
-        data, axes = self.image.levels[self.level], self.image.axes
-        plane = iter(block.plane)
-        index = tuple(
-            next(plane) if a in "tz" else (self.channels[0] if self.channels else 0) if a == "c" else
-            slice(block.y0, block.y1) if a == "y" else slice(block.x0, block.x1)
-            for a in axes
-        )
-        return np.asarray(data[index].compute(scheduler="synchronous"), dtype=np.float64)
+        """Raw intensity of the block (first model channel), for the object table: from
+        the output's copy of the image if it has one (faster to read than most inputs)."""
+        index = block.index_in(self.image.axes, c=self.channels[0] if self.channels else 0)
+        if self.write_image:
+            return np.asarray(zarr.open_array(str(self.output), path="0", mode="r")[index], dtype=np.float64)
+        return np.asarray(self.image.read(self.level, index), dtype=np.float64)
 
     def job(self, stats, batch: int | None = None, threads: int | None = None) -> Job:
         return Job(
             input=str(self.input), output=str(self.output), model=str(self.model), level=self.level,
             axes=self.params["axes"], channels=self.channels, device=self.device, tile=self.tile,
             batch=batch or self.batch, stats=tuple(map(tuple, stats)), probabilities=self.probabilities,
-            threads=threads,
+            threads=threads, image=self.write_image,
         )
 
 
@@ -387,6 +389,8 @@ def _create(plan: Plan) -> dict:
         )
     ensure_root(output, plan.ngff)
     create_level0(output, "labels/classes", plan.layout, plan.labels[0])
+    if plan.write_image:
+        create_level0(output, "", plan.layout, plan.image_spec)
     if plan.probabilities:
         create_level0(output, "probabilities", plan.layout,
                       LabelsSpec("probabilities", plan.probabilities, channels=plan.spec.unet.out_channels))
@@ -425,8 +429,9 @@ def finish(plan: Plan, record: dict, qc_png: Path | None = None) -> tuple[int, s
         pyramids = [side.submit(build_pyramid, output, "labels/classes", layout.axes, layout.pixel_size, plan.ngff,
                                 labels=True)]
         if plan.write_image:
-            pyramids.append(side.submit(write_image_pyramid, output, plan.image.levels[plan.level], plan.image.axes,
-                                        layout.pixel_size, plan.ngff, layout.block, plan.image.channel_names))
+            image_axes = layout.with_channels(1)[0] if plan.image_spec.channels else layout.axes
+            pyramids.append(side.submit(build_pyramid, output, "", image_axes, layout.pixel_size, plan.ngff,
+                                        labels=False))
         count = label_instances(classes, instances, layout.block, plan.rule)
         table = measure(instances, plan.intensity, count, layout.block, layout.shape[:-2])
         write_table(table, plan.table_path, layout.pixel_size.get("x", (None,))[0])

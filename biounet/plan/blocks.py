@@ -33,6 +33,14 @@ class Block:
         plane = f"plane {','.join(map(str, self.plane))}, " if self.plane else ""
         return f"{plane}y {self.y0}-{self.y1}, x {self.x0}-{self.x1}"
 
+    def index_in(self, axes: str, ys: slice | None = None, xs: slice | None = None, c=slice(None)) -> tuple:
+        """Index of this block's plane in an array with `axes` (a subset of "tczyx"):
+        rows `ys` and columns `xs` (default: the block's own), channel(s) `c`."""
+        plane = iter(self.plane)
+        ys = slice(self.y0, self.y1) if ys is None else ys
+        xs = slice(self.x0, self.x1) if xs is None else xs
+        return tuple(next(plane) if a in "tz" else c if a == "c" else ys if a == "y" else xs for a in axes)
+
     def key(self) -> str:
         """A stable name, used by resume markers and logs."""
         plane = ".".join(map(str, self.plane)) or "-"

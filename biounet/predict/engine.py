@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -47,6 +48,15 @@ class Job:
     stats: tuple[tuple[float, float], ...] = ((0.0, 1.0),)
     probabilities: str | None = None  # None, "float16" or "uint8"
     threads: int | None = None  # torch threads per process (None: all cores it may use)
+    image: bool = False  # also copy the block's pixels (all channels) into the output image
+
+
+class BlockInput(NamedTuple):
+    """What is read for one block: the network's normalised window (C, h, w) and, if
+    the output keeps the image, the block's own raw pixels (all channels)."""
+
+    window: np.ndarray
+    pixels: np.ndarray | None
 
 
 class BlockError(RuntimeError):
@@ -69,7 +79,7 @@ class Context:
 
     def __init__(self, job: Job) -> None:
         self.job = job
-        image = open_image(job.input, job.axes)
+        self.image = image = open_image(job.input, job.axes)
         self.data = image.levels[job.level]
         self.axes = image.axes
         self.net, self.spec = load_model(job.model)
@@ -88,33 +98,35 @@ class Context:
     def probabilities(self) -> zarr.Array:
         return zarr.open_array(self.job.output, path="probabilities/0", mode="r+")
 
-    def plane(self, block: Block):
-        """The (C, Y, X) dask view of the block's plane, channels selected."""
-        index: list = []
-        plane = iter(block.plane)
-        for a in self.axes:
-            index.append(next(plane) if a in "tz" else slice(None))
-        arr = self.data[tuple(index)]
-        if "c" not in self.axes:
-            return arr[None]
-        return arr if self.job.channels is None else arr[list(self.job.channels)]
+    def region(self, block: Block, ys: slice, xs: slice) -> np.ndarray:
+        """(C, Y, X) pixels of the block's plane, every channel, read now."""
+        arr = self.image.read(self.job.level, block.index_in(self.axes, ys, xs))
+        return arr if "c" in self.axes else arr[None]
 
-    def read(self, block: Block) -> np.ndarray:
-        """The block's normalised input window, mirrored beyond the slide's edges."""
-        plane = self.plane(block)
+    def read(self, block: Block) -> BlockInput:
+        """The block's normalised input window, mirrored beyond the slide's edges (and
+        its own pixels, to be copied into the output image)."""
         y0, y1, x0, x1, _, _ = block_window(block, self.job.tile, self.geometry)
-        raw = mirror_window(
-            lambda ys, xs: plane[:, ys, xs].compute(scheduler="synchronous"),
-            plane.shape[-2:], y0, y1, x0, x1,
-        )
-        return normalize(raw, self.stats)
+        raw = mirror_window(lambda ys, xs: self.region(block, ys, xs), self.data.shape[-2:], y0, y1, x0, x1)
+        pixels = None
+        if self.job.image:
+            pixels = raw[:, block.y0 - y0 : block.y1 - y0, block.x0 - x0 : block.x1 - x0].copy()
+        if self.job.channels is not None:
+            raw = raw[list(self.job.channels)]
+        return BlockInput(normalize(raw, self.stats), pixels)
 
     def predict(self, block: Block, window: np.ndarray) -> np.ndarray:
         return predict_block(self.net, window, block, self.job.tile, self.geometry, self.job.batch, self.fallback)
 
-    def write(self, block: Block, output: np.ndarray) -> None:
+    @cached_property
+    def image_level0(self) -> zarr.Array:
+        return zarr.open_array(self.job.output, path="0", mode="r+")
+
+    def write(self, block: Block, output: np.ndarray, pixels: np.ndarray | None = None) -> None:
         ys, xs = slice(block.y0, block.y1), slice(block.x0, block.x1)
         self.classes[block.plane + (ys, xs)] = class_map(output, self.spec)
+        if pixels is not None:
+            self.image_level0[block.index_in(self.axes)] = pixels if "c" in self.axes else pixels[0]
         if self.job.probabilities:
             probs = encode_probabilities(output, self.job.probabilities)
             c_at = 1 if len(block.plane) and "t" in self.axes else 0
@@ -151,7 +163,8 @@ def context(job: Job) -> Context:
 def process_block(job: Job, block: Block) -> str:
     """Read, predict and write one block (the unit of work of distributed runs)."""
     ctx = context(job)
-    ctx.write(block, ctx.predict(block, ctx.read(block)))
+    window, pixels = ctx.read(block)
+    ctx.write(block, ctx.predict(block, window), pixels)
     return block.key()
 
 
@@ -190,7 +203,7 @@ def run_local(job: Job, blocks: Iterable[Block], on_done: Callable[[Block], None
                 try:
                     while i not in reads:
                         schedule_reads(1)
-                    window = reads.pop(i).result()
+                    window, pixels = reads.pop(i).result()
                     schedule_reads(1)
                     output = ctx.predict(block, window)
                 except BaseException as err:  # noqa: BLE001 - reported with the block named (Ctrl-C as such)
@@ -199,7 +212,7 @@ def run_local(job: Job, blocks: Iterable[Block], on_done: Callable[[Block], None
                 if failure:  # interrupted meanwhile: the block stays undone (resumable)
                     return
                 try:
-                    fut = writers.submit(ctx.write, block, output)
+                    fut = writers.submit(ctx.write, block, output, pixels)
                 except RuntimeError:  # the writers already shut down after a failure
                     return
 

@@ -54,6 +54,7 @@ class Image:
     format: str = ""
     channel_names: list[str] | None = None
     chunks: tuple[int, ...] = ()
+    readers: list["CanonicalReader"] = field(default_factory=list)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -66,6 +67,16 @@ class Image:
     def size(self, axis: str) -> int:
         """Length of `axis`, 1 if the image has no such axis."""
         return self.data.shape[self.axes.index(axis)] if axis in self.axes else 1
+
+    def read(self, level: int, key: tuple) -> np.ndarray:
+        """The region `key` (ints and slices in `axes` order) of a level, read now.
+
+        Straight from the file's chunks: for one block this is about 3x faster
+        than computing the same region of the dask array (graph overhead).
+        """
+        if self.readers:
+            return self.readers[level][key]
+        return np.asarray(self.levels[level][key].compute(scheduler="synchronous"))
 
 
 def open_image(path: str | os.PathLike, axes: str | None = None) -> Image:
@@ -86,9 +97,13 @@ def _canonical(axes: str) -> str:
     return "".join(a for a in CANONICAL if a in axes)
 
 
-def _to_canonical(arr: da.Array, axes: str) -> tuple[da.Array, str]:
-    """Transpose to NGFF order, squeezing duplicate singleton axes."""
+def _to_canonical(arr: da.Array, axes: str) -> tuple[da.Array, str, list[int | None]]:
+    """Transpose to NGFF order, squeezing duplicate singleton axes.
+
+    Also returns, for each axis of `arr`, the canonical axis it became (None: squeezed).
+    """
     axes = axes.lower()
+    positions: list[int | None] = list(range(len(axes)))  # source axis -> axis of the squeezed array
     while len(set(axes)) != len(axes):
         dup = next(a for a in axes if axes.count(a) > 1)
         idx = [i for i, a in enumerate(axes) if a == dup]
@@ -97,10 +112,25 @@ def _to_canonical(arr: da.Array, axes: str) -> tuple[da.Array, str]:
             raise ImageUsageError(f"axes {axes!r} name {dup!r} twice with sizes > 1; pass --axes")
         arr = arr.squeeze(axis=ones[0])
         axes = axes[: ones[0]] + axes[ones[0] + 1 :]
+        positions = [None if p is None or p == ones[0] else p - (p > ones[0]) for p in positions]
     if "y" not in axes or "x" not in axes or set(axes) - set(CANONICAL):
         raise ImageUsageError(f"cannot interpret axes {axes!r}: need y and x, and only t, c, z, y, x; pass --axes")
     order = _canonical(axes)
-    return arr.transpose([axes.index(a) for a in order]), order
+    perm = [axes.index(a) for a in order]
+    return arr.transpose(perm), order, [None if p is None else perm.index(p) for p in positions]
+
+
+class CanonicalReader:
+    """Regions of a source array addressed in canonical axes (see `_to_canonical`)."""
+
+    def __init__(self, source: Any, canonical_of: list[int | None]) -> None:
+        self.source, self.canonical_of = source, canonical_of
+
+    def __getitem__(self, key: tuple) -> np.ndarray:
+        src_key = tuple(0 if c is None else key[c] for c in self.canonical_of)
+        out = np.asarray(self.source[src_key])
+        kept = [c for c, k in zip(self.canonical_of, src_key) if c is not None and not isinstance(k, (int, np.integer))]
+        return out.transpose(np.argsort(kept)) if kept != sorted(kept) else out
 
 
 def _guess_axes(shape: tuple[int, ...]) -> str:
@@ -148,23 +178,24 @@ def _open_tiff(path: Path, axes: str | None) -> Image:
             f"{path} is not a readable TIFF ({_first_line(err)}); biounet reads TIFF, OME-TIFF, zarr and "
             "OME-Zarr: check the file or convert it"
         ) from None
-    levels = []
+    levels, readers = [], []
     for level in range(nlevels):
         try:
             store = tifffile.imread(path, aszarr=True, series=0, level=level)
             arr = zarr.open(store, mode="r")
         except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError, struct_error()) as err:
             raise ImageReadError(f"{path} is not a readable TIFF (level {level}: {_first_line(err)}); check the file") from None
-        arr = checked_dask(arr, path, level)
-        level_axes = _check_axes(axes, arr.ndim) if axes else tiff_axes
-        arr, canon = _to_canonical(arr, level_axes)
+        source = _CheckedArray(arr, path, level)
+        level_axes = _check_axes(axes, source.ndim) if axes else tiff_axes
+        arr, canon, canonical_of = _to_canonical(checked_dask(source), level_axes)
         levels.append(arr)
+        readers.append(CanonicalReader(source, canonical_of))
     if any(s == 0 for s in levels[0].shape):
         _raise_zero_sized(path, levels[0].shape)
     chunks = tuple(c[0] for c in levels[0].chunks)
     if not chunked:
         fmt += ", striped"
-    return Image(path, levels[0], canon, levels, pixel_size, fmt, channel_names, chunks)
+    return Image(path, levels[0], canon, levels, pixel_size, fmt, channel_names, chunks, readers)
 
 
 def _first_line(err: BaseException) -> str:
@@ -202,10 +233,11 @@ class _CheckedArray:
             ) from err
 
 
-def checked_dask(arr: Any, path: Path, level: int = 0) -> da.Array:
-    """A lazy dask view of a zarr array (its chunks), reads checked by `_CheckedArray`."""
-    name = f"biounet-read-{dask_token(path, level, arr.shape, str(arr.dtype))}"
-    return da.from_array(_CheckedArray(arr, path, level), chunks=arr.chunks, name=name, inline_array=True,
+def checked_dask(source: "_CheckedArray") -> da.Array:
+    """A lazy dask view of a checked zarr array (its chunks)."""
+    arr = source.arr
+    name = f"biounet-read-{dask_token(source.path, source.level, arr.shape, str(arr.dtype))}"
+    return da.from_array(source, chunks=arr.chunks, name=name, inline_array=True,
                          asarray=False, meta=np.empty((0,) * arr.ndim, dtype=arr.dtype))
 
 
@@ -308,14 +340,16 @@ def _open_zarr(path: Path, axes: str | None) -> Image:
             fmt += f", pyramid of {len(arrays)}"
         pixel_size = _ngff_pixel_size(ms, node_axes)
         names = _omero_names(ome)
-    levels = []
+    levels, readers = [], []
     for i, arr in enumerate(arrays):
-        d, canon = _to_canonical(checked_dask(arr, path, i), node_axes)
+        source = _CheckedArray(arr, path, i)
+        d, canon, canonical_of = _to_canonical(checked_dask(source), node_axes)
         levels.append(d)
+        readers.append(CanonicalReader(source, canonical_of))
     if any(s == 0 for s in levels[0].shape):
         _raise_zero_sized(path, levels[0].shape)
     chunks = tuple(c[0] for c in levels[0].chunks)
-    return Image(path, levels[0], canon, levels, pixel_size, fmt, names, chunks)
+    return Image(path, levels[0], canon, levels, pixel_size, fmt, names, chunks, readers)
 
 
 def _ngff_pixel_size(ms: dict, axes: str) -> dict[str, tuple[float, str]]:

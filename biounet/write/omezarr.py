@@ -1,9 +1,10 @@
 """The output OME-Zarr: image pyramid, labels pyramids with colours, probabilities.
 
-Predictions are written block by block straight into level 0 of each labels
-array (chunk-aligned, so concurrent writers never share a chunk). `finalize`
-then builds the lower levels from level 0 with dask (streaming, nearest
-neighbour for labels) and writes the NGFF metadata with ome-zarr-py. The
+Predictions, and the image's own pixels, are written block by block straight
+into level 0 of each array (chunk-aligned, so concurrent writers never share a
+chunk). `finalize` then builds the lower levels from level 0 (one chunk at a
+time: nearest neighbour for labels, 2x2 means for the image) and writes the
+NGFF metadata with ome-zarr-py. The
 labels group's metadata, which is what makes napari show the segmentation, is
 written last, so a run that dies never leaves an output that looks complete.
 """
@@ -12,15 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 import zarr
 from ome_zarr.format import FormatV04, FormatV05
-from ome_zarr.writer import write_image, write_label_metadata, write_multiscales_metadata
+from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
 MIN_LEVEL_SIZE = 256  # stop the pyramid once a level fits in this many pixels
 CLASS_COLOURS = [
@@ -124,13 +123,19 @@ def _format_kwargs(zarr_format: int, axes: str) -> dict:
     return {"dimension_names": list(axes)}
 
 
+def level_path(group_path: str, level: int) -> str:
+    """Path of a pyramid level inside the store ("" is the root group: the image)."""
+    return f"{group_path}/{level}" if group_path else str(level)
+
+
 def create_level0(root: Path, group_path: str, layout: OutputLayout, spec: LabelsSpec) -> zarr.Array:
-    """Create (or reopen) level 0 of one labels/probabilities array."""
+    """Create (or reopen) level 0 of one labels/probabilities array (or, at group_path
+    "", of the image, with `spec.channels` channels; 0: the image has no c axis)."""
     zf = _zarr_format(layout.ngff)
     axes, shape = layout.with_channels(spec.channels) if spec.channels else (layout.axes, layout.shape)
     return zarr.create_array(
         store=str(root),
-        name=f"{group_path}/0",
+        name=level_path(group_path, 0),
         shape=shape,
         chunks=layout.chunks(spec.channels),
         dtype=spec.dtype,
@@ -142,18 +147,28 @@ def create_level0(root: Path, group_path: str, layout: OutputLayout, spec: Label
 
 
 def open_level0(root: Path, group_path: str) -> zarr.Array:
-    return zarr.open_array(str(root), path=f"{group_path}/0", mode="r+")
+    return zarr.open_array(str(root), path=level_path(group_path, 0), mode="r+")
 
 
-def _scale_transforms(axes: str, pixel_size: dict, factors: list[tuple[int, int]]) -> list[list[dict]]:
-    """Scale transforms of pyramid levels downsampled by (fy, fx) each."""
+def _scale_transforms(axes: str, pixel_size: dict, factors: list[tuple[int, int]], means: bool = False) -> list[list[dict]]:
+    """Coordinate transforms of pyramid levels downsampled by (fy, fx) each.
+
+    A level of `means` (each pixel the mean of f x f pixels below) is centred on
+    its pixels, so it is shifted by (f - 1) / 2 pixels of level 0; a level that
+    takes every f-th pixel is not.
+    """
     out = []
     for fy, fx in factors:
-        scale = []
+        scale, shift = [], []
         for a in axes:
             base = pixel_size.get(a, (1.0, ""))[0] if a in "zyx" else 1.0
-            scale.append(base * {"y": fy, "x": fx}.get(a, 1))
-        out.append([{"type": "scale", "scale": scale}])
+            f = {"y": fy, "x": fx}.get(a, 1)
+            scale.append(base * f)
+            shift.append(base * (f - 1) / 2)
+        transform = [{"type": "scale", "scale": scale}]
+        if means and any(shift):
+            transform.append({"type": "translation", "translation": shift})
+        out.append(transform)
     return out
 
 
@@ -170,15 +185,16 @@ def _axes_meta(axes: str, pixel_size: dict) -> list[dict]:
 
 
 def build_pyramid(root: Path, group_path: str, axes: str, pixel_size: dict, ngff: str, labels: bool) -> int:
-    """Write levels 1.. of `group_path` from its level 0 and its multiscales metadata.
+    """Write levels 1.. of `group_path` ("" for the image at the root) from its level 0,
+    and its multiscales metadata.
 
     Labels are downsampled by taking every second pixel (nearest neighbour, so
-    label values are never blended); probabilities by 2x2 means. An axis one
-    pixel long is not downsampled (and its scale stays), as ome-zarr-py does for
-    the image. Returns the number of levels.
+    label values are never blended); the image and probabilities by 2x2 means.
+    An axis one pixel long is not downsampled (and its scale stays). Returns the
+    number of levels.
     """
     fmt = ngff_format(ngff)
-    level0 = zarr.open_array(str(root), path=f"{group_path}/0", mode="r")
+    level0 = zarr.open_array(str(root), path=level_path(group_path, 0), mode="r")
     nlevels = len(pyramid_factors(level0.shape[-2], level0.shape[-1]))
     zf = _zarr_format(ngff)
     prev = level0
@@ -187,7 +203,7 @@ def build_pyramid(root: Path, group_path: str, axes: str, pixel_size: dict, ngff
         sy, sx = (2 if prev.shape[-2] > 1 else 1), (2 if prev.shape[-1] > 1 else 1)
         shape = prev.shape[:-2] + (-(-prev.shape[-2] // sy), -(-prev.shape[-1] // sx))
         arr = zarr.create_array(
-            store=str(root), name=f"{group_path}/{i}", shape=shape,
+            store=str(root), name=level_path(group_path, i), shape=shape,
             chunks=tuple(min(c, s) for c, s in zip(level0.chunks, shape)),
             dtype=level0.dtype, fill_value=0, zarr_format=zf, overwrite=True, **_format_kwargs(zf, axes),
         )
@@ -197,9 +213,10 @@ def build_pyramid(root: Path, group_path: str, axes: str, pixel_size: dict, ngff
     group = zarr.open_group(str(root), path=group_path, mode="r+")
     datasets = [
         {"path": str(i), "coordinateTransformations": t}
-        for i, t in enumerate(_scale_transforms(axes, pixel_size, factors))
+        for i, t in enumerate(_scale_transforms(axes, pixel_size, factors, means=not labels))
     ]
-    write_multiscales_metadata(group, datasets, fmt=fmt, axes=_axes_meta(axes, pixel_size), name=group_path.split("/")[-1])
+    name = group_path.split("/")[-1] if group_path else Path(str(root)).name
+    write_multiscales_metadata(group, datasets, fmt=fmt, axes=_axes_meta(axes, pixel_size), name=name)
     return len(factors)
 
 
@@ -231,25 +248,6 @@ def downsample_into(src: zarr.Array, dst: zarr.Array, labels: bool, step: tuple[
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(one, product(*grid)))
-
-
-def write_image_pyramid(root: Path, image: da.Array, axes: str, pixel_size: dict, ngff: str, block: int, channel_names: list[str] | None = None) -> None:
-    """Copy the input image into the root of the output as a multiscale image (ome-zarr-py)."""
-    fmt = ngff_format(ngff)
-    group = zarr.open_group(str(root), mode="a", zarr_format=_zarr_format(ngff))
-    factors = pyramid_factors(image.shape[-2], image.shape[-1])
-    chunks = tuple(1 if a in "tcz" else block for a in axes)
-    scale = {a: pixel_size.get(a, (1.0, ""))[0] if a in "zyx" else 1.0 for a in axes}
-    units = {a: pixel_size[a][1] for a in axes if a in "zyx" and a in pixel_size and pixel_size[a][1]}
-    image = image.rechunk(tuple(min(c, s) for c, s in zip(chunks, image.shape)))
-    with warnings.catch_warnings():
-        # A 1-pixel-wide axis is left as it is (as build_pyramid does for the labels).
-        warnings.filterwarnings("ignore", message="Dimension .* is too small to downsample")
-        write_image(
-            image, group, scale_factors=[{"y": f, "x": f} for f in factors[1:]] if factors[1:] else [],
-            axes=list(axes), fmt=fmt, storage_options={"chunks": tuple(min(c, s) for c, s in zip(chunks, image.shape))},
-            scale=scale, axes_units=units or None, name=Path(str(root)).name,
-        )
 
 
 def ensure_root(root: Path, ngff: str) -> zarr.Group:

@@ -49,22 +49,11 @@ def measure(labels, image_plane, count: int, block: int, planes_shape: tuple[int
 
     def one(b: Block):
         lab = np.asarray(labels[b.plane + (slice(b.y0, b.y1), slice(b.x0, b.x1))])
-        flat = lab.ravel()
-        area = np.bincount(flat, minlength=count + 1)
-        ids = np.flatnonzero(area[1:]) + 1
-        if not ids.size:
+        parts = block_measures(lab, lambda: image_plane(b), b.y0, b.x0)
+        if parts is None:
             return None
-        area = area[ids]
-        img = np.asarray(image_plane(b), dtype=np.float64)
-        # sum of y (x) = bincount of each row's (column's) label counts times the row (column) index
-        h, w = lab.shape
-        rows = np.repeat(np.arange(b.y0, b.y0 + h, dtype=np.float64), w)
-        cols = np.tile(np.arange(b.x0, b.x0 + w, dtype=np.float64), h)
-        sums = [np.bincount(flat, weights=v, minlength=count + 1)[ids] for v in (rows, cols, img.ravel())]
-        slices = ndi.find_objects(lab, max_label=int(ids.max()))
-        boxes = np.array([[s[0].start + b.y0, s[1].start + b.x0, s[0].stop + b.y0, s[1].stop + b.x0] for s in (slices[i - 1] for i in ids)])
         plane = np.ravel_multi_index(b.plane, planes_shape) if b.plane else 0
-        return ids, area, sums, boxes, plane
+        return (*parts, plane)
 
     with ThreadPoolExecutor(threads) as pool:
         for part in pool.map(one, blocks):
@@ -81,6 +70,34 @@ def measure(labels, image_plane, count: int, block: int, planes_shape: tuple[int
             np.maximum.at(table.x1, ids, boxes[:, 3])
             table.plane[ids] = plane
     return table
+
+
+def block_measures(lab: np.ndarray, intensity, y0: int = 0, x0: int = 0):
+    """Per-object sums of one block of labels: (ids, area, (sum y, sum x, sum intensity),
+    boxes (n, 4) as y0, x0, y1, x1), or None if the block holds no object.
+
+    `intensity()` gives the block's image, read only if there are objects. Works on
+    the labelled pixels sorted by id, so the cost follows the block, not the number
+    of objects on the slide.
+    """
+    flat = lab.ravel()
+    at = np.flatnonzero(flat)
+    if not at.size:
+        return None
+    values = flat[at]
+    order = np.argsort(values, kind="stable")  # raster order kept within each object
+    at, values = at[order], values[order]
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+    ids = values[starts].astype(np.int64)
+    area = np.diff(np.r_[starts, at.size])
+    rows, cols = at // lab.shape[1], at % lab.shape[1]
+    img = np.asarray(intensity(), dtype=np.float64).ravel()[at]
+    sums = [np.add.reduceat(v, starts) + offset * area for v, offset in ((rows, y0), (cols, x0))]
+    sums = [s.astype(np.float64) for s in sums] + [np.add.reduceat(img, starts)]
+    ends = np.r_[starts[1:], at.size] - 1
+    boxes = np.stack([rows[starts] + y0, np.minimum.reduceat(cols, starts) + x0,
+                      rows[ends] + 1 + y0, np.maximum.reduceat(cols, starts) + 1 + x0], axis=1)
+    return ids, area, sums, boxes
 
 
 def write_table(table: ObjectTable, path: Path, pixel_size: float | None = None) -> None:

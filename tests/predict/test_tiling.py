@@ -19,7 +19,7 @@ def tiled(model, path, tile, block):
     h, w = ctx.data.shape[-2:]
     out = None
     for b in plan_blocks((), h, w, block, 16):
-        y = ctx.predict(b, ctx.read(b))
+        y = ctx.predict(b, ctx.read(b).window)
         out = np.zeros((y.shape[0], h, w), np.float32) if out is None else out
         out[:, b.y0 : b.y1, b.x0 : b.x1] = y
     return out

@@ -53,3 +53,26 @@ def test_existing_output_refused_then_overwritten(slide, tiny_model, tmp_path):
     segment(slide, out, model=tiny_model, progress=False, overwrite=True, write_image=False)
     assert not (out / "keep").exists()
     assert zarr.open_array(str(out), path="labels/classes/0").shape == (700, 900)
+
+
+@pytest.mark.parametrize("ngff", ["0.4", "0.5"])
+def test_image_copy_every_channel_and_plane_with_mean_levels(tiny_model, tmp_path, ngff):
+    """The output's image is the input (all channels, every plane) and its levels are
+    2x2 means, placed by a half-pixel translation; blocks copy it as they are predicted."""
+    data = np.random.default_rng(4).integers(0, 60000, (3, 2, 300, 410), dtype=np.uint16)  # z c y x
+    path = tmp_path / "s.ome.tif"
+    tifffile.imwrite(path, data, metadata={"axes": "ZCYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5})
+    out = tmp_path / "o.ome.zarr"
+    segment(path, out, model=tiny_model, block=128, channel=["1"], ngff=ngff, progress=False)
+    root = zarr.open_group(str(out), mode="r")
+    attrs = root.attrs.asdict()
+    ms = attrs.get("ome", attrs)["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["c", "z", "y", "x"]
+    level0 = root[ms["datasets"][0]["path"]][...]
+    assert level0.dtype == np.uint16 and np.array_equal(level0, data.transpose(1, 0, 2, 3))
+    level1 = root[ms["datasets"][1]["path"]][...]
+    means = level0.astype(np.float64).reshape(2, 3, 150, 2, 205, 2).mean(axis=(3, 5))
+    assert np.array_equal(level1, np.rint(means).astype(np.uint16))
+    transforms = ms["datasets"][1]["coordinateTransformations"]
+    assert transforms[0]["scale"] == pytest.approx([1.0, 1.0, 1.0, 1.0])
+    assert transforms[1]["translation"] == pytest.approx([0.0, 0.0, 0.25, 0.25])
