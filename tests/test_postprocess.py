@@ -50,6 +50,11 @@ def test_class_map_is_argmax():
     out = class_map(probs)
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, [[0, 2]])
+    rng = np.random.default_rng(1)
+    for classes in (1, 2, 3, 5):
+        probs = rng.random((classes, 40, 30)).astype(np.float32)
+        probs[:, :10] = 0.5  # ties go to the first class, as with argmax
+        np.testing.assert_array_equal(class_map(probs), np.argmax(probs, axis=0))
 
 
 def test_remove_small_renumbers():
