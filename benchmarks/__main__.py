@@ -20,9 +20,9 @@ from benchmarks.common import ROOT, Context, Section
 
 SECTIONS = ["overhead", "network", "peers", "tiles", "memory", "scaling", "training"]
 FULL = {"pipeline": 4096, "tiles_slide": 2048, "tile_small": 572, "tiles": [572, 796, 1068, 1580], "memory": [4096, 16384, 32768],
-        "sgemm": 4096, "train_tile": 572}
+        "sgemm": 2048, "train_tile": 572, "warm_up": 1024}
 SMOKE = {"pipeline": 512, "tiles_slide": 512, "tile_small": 204, "tile_auto": 252, "tiles": [252], "memory": [256, 512],
-         "sgemm": 256, "train_tile": 204}
+         "sgemm": 256, "train_tile": 204, "warm_up": 256}
 
 
 def render(sections: list[Section], machine: dict, args: argparse.Namespace, seconds: float) -> str:

@@ -84,6 +84,13 @@ class Context:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
+    def warm_up(self) -> None:
+        """One untimed `segment` of a small slide, so the timed runs find the network's
+        kernels set up, as the bare network and MONAI do after their warm-up call."""
+        from biounet.segment import segment
+
+        segment(self.slide(self.sizes["warm_up"]), self.output("warm-up.ome.zarr"), model=self.model, progress=False)
+
     def model_args(self) -> list[str]:
         return ["--model", self.model] if self.model else []
 

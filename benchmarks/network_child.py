@@ -1,9 +1,12 @@
 """One measurement of network speed in a fresh process (so the allocator can differ).
 
-    python -m benchmarks.network_child --variant channels_last --tile 572 --width 16
+    python -m benchmarks.network_child --variant channels_last --tile 572 --width 16 --ceiling 2048
     python -m benchmarks.network_child --sgemm 4096
 
-Prints JSON: seconds of each timed call, the first call's seconds, FLOPs per call.
+Prints JSON: seconds of each timed call, the first call's seconds, FLOPs per call
+and, with --ceiling N, the best N x N float32 matrix product's FLOP/s in this same
+process, timed before and after the network's calls (the ceiling it is compared
+with, under the same conditions).
 """
 
 from __future__ import annotations
@@ -42,12 +45,11 @@ def main() -> None:
     p.add_argument("--out-channels", type=int, default=3)
     p.add_argument("--calls", type=int, default=3)
     p.add_argument("--sgemm", type=int, help="time an N x N float32 matrix product instead")
+    p.add_argument("--ceiling", type=int, help="also time an N x N matrix product around the calls")
     args = p.parse_args()
     torch.set_num_threads(cpu_threads())
     if args.sgemm:
-        a, b = torch.randn(args.sgemm, args.sgemm), torch.randn(args.sgemm, args.sgemm)
-        flops = 2 * args.sgemm**3
-        call = lambda: torch.mm(a, b)  # noqa: E731
+        flops, call = sgemm(args.sgemm)
     else:
         config = UNetConfig(width=args.width, out_channels=args.out_channels)
         net, fmt = network(args.variant, config)
@@ -57,6 +59,9 @@ def main() -> None:
         def call():
             with torch.inference_mode():
                 return net(x)
+    ceiling = []
+    if args.ceiling:
+        ceiling += best_rate(*sgemm(args.ceiling), calls=4)
     start = time.perf_counter()
     call()
     first = time.perf_counter() - start
@@ -65,8 +70,27 @@ def main() -> None:
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
+    if args.ceiling:
+        ceiling += best_rate(*sgemm(args.ceiling), calls=4)
     print(json.dumps({"times": times, "first": first, "flops": flops, "allocator": allocator(),
-                      "threads": torch.get_num_threads()}))
+                      "threads": torch.get_num_threads(), "ceiling": max(ceiling) if ceiling else None}))
+
+
+def sgemm(n: int):
+    """FLOPs and a call of an n x n float32 matrix product."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return 2 * n**3, lambda: torch.mm(a, b)
+
+
+def best_rate(flops: int, call, calls: int) -> list[float]:
+    """FLOP/s of the fastest of `calls` calls after one untimed call."""
+    call()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return [flops / min(times)]
 
 
 if __name__ == "__main__":

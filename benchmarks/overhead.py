@@ -3,7 +3,9 @@
 Both run in this process with the same threads: `biounet.segment` (read,
 normalise, mirror, tile, predict, classes, instances, pyramids, object table)
 and a loop that only calls the network on batches of the same number and
-size of tiles the plan uses. Alternated in every repeat.
+size of tiles the plan uses. Alternated in every repeat, both warm: the bare
+loop after one untimed call, `segment` after one untimed run on a small slide
+(which sets up the same tile size's kernels).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def measure(ctx: Context) -> Section:
     section = Section("Pipeline overhead", f"python -m benchmarks --only overhead  # {size} x {size} slide")
     seg, bare, fin = [], [], []
     plan = make_plan(slide, ctx.output("plan.ome.zarr"), model=ctx.model)
+    ctx.warm_up()
     for r in range(ctx.repeats):
         out = ctx.output(f"overhead-{r}.ome.zarr")
         result = []

@@ -377,8 +377,7 @@ def _create(plan: Plan) -> dict:
     one fails before anything is written), root group, level-0 arrays, then the run
     record last."""
     output = plan.output
-    sample = sample_for_stats(plan.image.levels[plan.level:], plan.image.axes,
-                              list(plan.channels) if plan.channels else None)
+    sample = sample_for_stats(plan.image, list(plan.channels) if plan.channels else None, plan.level)
     stats = normalization_stats(sample, plan.spec.normalization).tolist()
     nonfinite = count_nonfinite(sample)
     if nonfinite:

@@ -8,54 +8,66 @@ memory, and always the same for the same slide (so cluster runs agree).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import dask.array as da
 import numpy as np
+
+if TYPE_CHECKING:
+    from biounet.read.image import Image
 
 SAMPLE_PIXELS = 2**22  # ~4 Mpx per channel is plenty for percentiles
 MIN_LEVEL_PIXELS = 2**18  # a pyramid level with fewer pixels per plane is too coarse
 NORMALIZE_OVER = ("image", "folder")
 
 
-def sample_for_stats(levels: list[da.Array], axes: str, channels: list[int] | None) -> np.ndarray:
-    """A (C, N) float64 sample of pixel values, C = selected channels.
+def sample_for_stats(image: "Image", channels: list[int] | None, first_level: int = 0) -> np.ndarray:
+    """A (C, N) float64 sample of pixel values of `image` from `first_level` down,
+    C = selected channels.
 
-    Picks the smallest level with at least MIN_LEVEL_PIXELS per plane (or level 0);
-    if that level is still large, takes evenly spaced chunks of it.
+    Picks the smallest level with at least MIN_LEVEL_PIXELS per plane (or the
+    first); if that level is still large, takes evenly spaced chunks of it, each
+    read straight from the file.
     """
+    axes = image.axes
+    levels = image.levels
+
     def plane_pixels(arr: da.Array) -> int:
         return arr.shape[axes.index("y")] * arr.shape[axes.index("x")]
 
-    level = levels[0]
-    for candidate in levels[1:]:
-        if plane_pixels(candidate) >= MIN_LEVEL_PIXELS:
-            level = candidate
-    arr = level
-    if "c" in axes:
-        arr = da.moveaxis(arr, axes.index("c"), 0)
-        if channels is not None:
-            arr = arr[channels]
-    else:
-        arr = arr[None]
-    nchan = arr.shape[0]
-    per_channel = arr.size // nchan
+    index = first_level
+    for i in range(first_level + 1, len(levels)):
+        if plane_pixels(levels[i]) >= MIN_LEVEL_PIXELS:
+            index = i
+    level = levels[index]
+
+    def channels_first(values: np.ndarray) -> np.ndarray:
+        """(C, N) of a region read in `axes` order (all channels)."""
+        values = np.moveaxis(values, axes.index("c"), 0) if "c" in axes else values[None]
+        if "c" in axes and channels is not None:
+            values = values[channels]
+        return values.reshape(values.shape[0], -1)
+
+    per_channel = level.size // image.size("c")
     if per_channel <= SAMPLE_PIXELS:
-        values = arr.reshape(nchan, -1).compute(scheduler="threads")
-        return values.astype(np.float64)
-    # Evenly spaced chunks over the block grid (excluding the channel axis).
-    grid = arr.numblocks[1:]
+        return channels_first(image.read(index, (slice(None),) * level.ndim)).astype(np.float64)
+    # Evenly spaced chunks over the block grid (every axis but the channel axis).
+    spatial = [i for i, a in enumerate(axes) if a != "c"]
+    grid = [level.numblocks[i] for i in spatial]
     nblocks = math.prod(grid)
-    chunk_px = math.prod(max(c) for c in arr.chunks[1:])
+    chunk_px = math.prod(max(level.chunks[i]) for i in spatial)
     want = max(1, min(nblocks, math.ceil(SAMPLE_PIXELS / max(chunk_px, 1))))
     picks = np.unique(np.linspace(0, nblocks - 1, want).round().astype(int))
     parts = []
     for flat in picks:
-        idx = np.unravel_index(flat, grid)
-        sl = tuple(slice(sum(ch[:i]), sum(ch[: i + 1])) for ch, i in zip(arr.chunks[1:], idx))
-        parts.append(arr[(slice(None),) + sl].reshape(nchan, -1))
-    values = da.concatenate(parts, axis=1).compute(scheduler="threads")
-    return values.astype(np.float64)
+        at = dict(zip(spatial, np.unravel_index(flat, grid)))
+        key = tuple(
+            slice(None) if i not in at else
+            slice(sum(level.chunks[i][: at[i]]), sum(level.chunks[i][: at[i] + 1]))
+            for i in range(level.ndim)
+        )
+        parts.append(channels_first(image.read(index, key)))
+    return np.concatenate(parts, axis=1).astype(np.float64)
 
 
 def pooled_sample(samples: Sequence[np.ndarray]) -> np.ndarray:

@@ -199,7 +199,7 @@ def image_sample(path: str | os.PathLike, channels: Sequence[int] | None = None)
     """
     arr, img = open_cyx(Path(path), channels)
     if img is not None:
-        return sample_for_stats(img.levels, img.axes, list(channels) if channels is not None and "c" in img.axes else None)
+        return sample_for_stats(img, list(channels) if channels is not None and "c" in img.axes else None)
     return np.asarray(arr).reshape(arr.shape[0], -1).astype(np.float64)
 
 

@@ -149,23 +149,17 @@ class BlockLabels:
     keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # first core pixel, raster order
 
 
-class _UnionFind:
-    def __init__(self, n: int) -> None:
-        self.parent = np.arange(n, dtype=np.int64)
+def merged_roots(count: int, pairs: np.ndarray) -> np.ndarray:
+    """For ids 0..count-1 joined by `pairs` (n, 2): the smallest id of each one's set
+    (connected components of the graph, in C: no Python loop over objects)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(self, a: int) -> int:
-        root = a
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[a] != root:
-            self.parent[a], a = root, self.parent[a]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            lo, hi = (ra, rb) if ra < rb else (rb, ra)
-            self.parent[hi] = lo
+    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(count, count))
+    _, component = connected_components(graph, directed=False)
+    smallest = np.full(component.max() + 1, count, np.int64)
+    np.minimum.at(smallest, component, np.arange(count))
+    return smallest[component]
 
 
 def first_pass(classes, labels, rule: InstanceRule, b: Block) -> BlockLabels:
@@ -206,7 +200,6 @@ def label_instances(classes, labels, block: int, rule: InstanceRule, threads: in
         results = list(pool.map(partial(first_pass, classes, labels, rule), blocks))
 
     offsets = np.cumsum([0] + [r.count for r in results])
-    uf = _UnionFind(int(offsets[-1]) + 1)  # provisional global id = offset + local id
     index = {(r.block.plane, r.block.y0, r.block.x0): i for i, r in enumerate(results)}
     starts_y = sorted({b.y0 for b in blocks})
     starts_x = sorted({b.x0 for b in blocks})
@@ -253,12 +246,8 @@ def label_instances(classes, labels, block: int, rule: InstanceRule, threads: in
 
     with ThreadPoolExecutor(threads) as pool:
         parts = [*pool.map(lambda f: face(*f), faces), *pool.map(lookup, sorted(wanted))]
-    for pairs in parts:
-        for p, q in pairs.tolist():
-            uf.union(p, q)
-
-    total = int(offsets[-1])
-    roots = np.array([uf.find(g) for g in range(total + 1)], dtype=np.int64)
+    total = int(offsets[-1])  # provisional global id = offset + local id
+    roots = merged_roots(total + 1, np.concatenate([np.zeros((0, 2), np.int64), *parts]))
     sizes = np.zeros(total + 1, np.int64)
     for i, r in enumerate(results):
         sizes[offsets[i] + 1 : offsets[i + 1] + 1] = r.sizes

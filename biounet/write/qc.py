@@ -103,19 +103,21 @@ def block_measures(lab: np.ndarray, intensity, y0: int = 0, x0: int = 0):
 def write_table(table: ObjectTable, path: Path, pixel_size: float | None = None) -> None:
     """CSV: id, plane, centroid (y, x), area, bounding box, mean intensity (pixels; and µm² if known)."""
     ids = np.flatnonzero(table.area)
+    area = table.area[ids]
+    header = ["id", "plane", "centroid_y", "centroid_x", "area_px", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1",
+              "mean_intensity"]
+    columns = [ids, table.plane[ids], np.round(table.sum_y[ids] / area, 2), np.round(table.sum_x[ids] / area, 2),
+               area, table.y0[ids], table.x0[ids], table.y1[ids], table.x1[ids],
+               np.round(table.intensity[ids] / area, 3)]
+    if pixel_size:
+        header.append("area_um2")
+        columns.append(np.round(area * pixel_size**2, 3))
+    # Whole columns to Python numbers at once (repr of a float64 is its shortest exact form).
+    rows = zip(*(c.tolist() for c in columns))
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        header = ["id", "plane", "centroid_y", "centroid_x", "area_px", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1", "mean_intensity"]
-        if pixel_size:
-            header.append("area_um2")
         w.writerow(header)
-        for i in ids:
-            a = table.area[i]
-            row = [int(i), int(table.plane[i]), round(table.sum_y[i] / a, 2), round(table.sum_x[i] / a, 2), int(a),
-                   int(table.y0[i]), int(table.x0[i]), int(table.y1[i]), int(table.x1[i]), round(table.intensity[i] / a, 3)]
-            if pixel_size:
-                row.append(round(a * pixel_size**2, 3))
-            w.writerow(row)
+        w.writerows(rows)
 
 
 def summary(table: ObjectTable) -> str:

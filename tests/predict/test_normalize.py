@@ -44,3 +44,27 @@ def test_cli_offers_the_scopes_the_code_knows():
     assert NORMALIZE_SCOPES == norm.NORMALIZE_OVER
     assert norm.with_scope(PERCENTILE, None) == PERCENTILE
     assert norm.with_scope({**PERCENTILE, "over": "folder"}, "image")["over"] == "image"
+
+
+def test_slide_sample_is_spread_over_the_chosen_channel(tmp_path):
+    """A slide larger than the sample: evenly spread chunks of the chosen channel only,
+    read straight from the file, the same every time, with the slide's percentiles."""
+    import tifffile
+
+    from biounet.read.image import open_image
+
+    rng = np.random.default_rng(3)
+    ramp = np.linspace(0, 3000, 2304, dtype=np.float64)
+    plane = (ramp[:, None] + ramp[None, :] + rng.normal(0, 50, (2304, 2304))).clip(0)
+    data = np.stack([plane, plane + 20000]).astype(np.uint16)  # channel 1 lies above 20000
+    tifffile.imwrite(tmp_path / "s.tif", data, tile=(256, 256), metadata={"axes": "CYX"})
+    image = open_image(tmp_path / "s.tif")
+    sample = norm.sample_for_stats(image, [1])
+    assert sample.shape[0] == 1 and sample.dtype == np.float64
+    assert norm.SAMPLE_PIXELS <= sample.shape[1] < norm.SAMPLE_PIXELS + 256 * 256 < data[1].size
+    assert sample.min() >= 20000
+    np.testing.assert_array_equal(sample, norm.sample_for_stats(image, [1]))
+    np.testing.assert_allclose(normalization_stats(sample, PERCENTILE)[0],
+                               np.percentile(data[1], [1.0, 99.8]), rtol=0.02)
+    whole = norm.sample_for_stats(open_image(tmp_path / "s.tif"), None)
+    assert whole.shape[0] == 2

@@ -181,3 +181,11 @@ def test_grow_gives_each_pixel_a_nearest_seed_and_equals_expand_labels_without_t
     assert np.array_equal(grow(empty, np.ones((5, 5), bool), 3), empty)
 
 
+
+
+def test_merged_roots_are_the_smallest_id_of_each_set():
+    from biounet.write.instances import merged_roots
+
+    pairs = np.array([[5, 2], [2, 7], [3, 4], [9, 9]])
+    assert merged_roots(10, pairs).tolist() == [0, 1, 2, 3, 3, 2, 6, 2, 8, 9]
+    assert merged_roots(3, np.zeros((0, 2), np.int64)).tolist() == [0, 1, 2]
