@@ -31,7 +31,7 @@ from biounet.predict.normalize import count_nonfinite, normalization_stats, samp
 from biounet.predict.tiles import block_window
 from biounet.read.image import Image, ImageReadError, open_image
 from biounet.write.instances import InstanceRule, label_instances
-from biounet.write.qc import measure, overlay_png, summary, write_table
+from biounet.write.qc import block_measures, overlay_png, summary, table_of, write_table
 from biounet.write.omezarr import (
     CLASS_COLOURS,
     LabelsSpec,
@@ -431,8 +431,13 @@ def finish(plan: Plan, record: dict, qc_png: Path | None = None) -> tuple[int, s
             image_axes = layout.with_channels(1)[0] if plan.image_spec.channels else layout.axes
             pyramids.append(side.submit(build_pyramid, output, "", image_axes, layout.pixel_size, plan.ngff,
                                         labels=False))
-        count = label_instances(classes, instances, layout.block, plan.rule)
-        table = measure(instances, plan.intensity, count, layout.block, layout.shape[:-2])
+        parts: list = []  # each block's object sums, taken as its final labels are written
+
+        def each(b: Block, lab: np.ndarray) -> None:
+            parts.append((b, block_measures(lab, lambda: plan.intensity(b), b.y0, b.x0)))
+
+        count = label_instances(classes, instances, layout.block, plan.rule, each=each)
+        table = table_of(parts, count, layout.shape[:-2])
         write_table(table, plan.table_path, layout.pixel_size.get("x", (None,))[0])
         build_pyramid(output, "labels/instances", layout.axes, layout.pixel_size, plan.ngff, labels=True)
         for job in pyramids:

@@ -29,6 +29,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -71,7 +72,7 @@ def grow(seeds: np.ndarray, mask: np.ndarray, distance: int) -> np.ndarray:
     label, instead of a Euclidean feature transform of the whole window: for the
     few pixels of growth a model asks for, this is about 10x faster.
     """
-    out = np.where(mask, seeds, 0).astype(np.int32)
+    out = np.where(mask, seeds, 0).astype(np.int32, copy=False)
     todo = mask & (seeds == 0)
     if distance <= 0 or not todo.any() or not seeds.any():
         return out
@@ -100,16 +101,15 @@ def label_window(classes: np.ndarray, rule: InstanceRule, core: tuple[slice, sli
     """
     foreground = classes > 0
     seeds, n_seeds = ndi.label(classes == rule.seed_class)
-    seeds = seeds.astype(np.int32)
+    local = seeds.astype(np.int32, copy=False)
     if rule.expand > 0:
-        seeds = grow(seeds, foreground, rule.expand)
-    unreached = foreground & (seeds == 0)
-    if core is not None:
-        inside = np.zeros_like(unreached)
-        inside[core] = True
-        unreached &= inside
-    orphans, _ = ndi.label(unreached)
-    return np.where(orphans > 0, orphans + n_seeds, seeds).astype(np.int32), int(n_seeds)
+        local = grow(local, foreground, rule.expand)
+    core = core or (slice(None), slice(None))
+    inside = local[core]  # a view: orphans are written into `local` through it
+    orphans, _ = ndi.label(foreground[core] & (inside == 0))
+    np.add(orphans, n_seeds, out=orphans, where=orphans > 0)
+    inside += orphans.astype(np.int32, copy=False)  # orphans lie where no seed reached (0)
+    return local, int(n_seeds)
 
 
 def first_index(labels: np.ndarray, count: int) -> np.ndarray:
@@ -190,9 +190,14 @@ def first_pass(classes, labels, rule: InstanceRule, b: Block) -> BlockLabels:
     return BlockLabels(b, len(ids) - 1, sizes, np.concatenate([[False], ids[1:] <= n_seeds]), reps, keys)
 
 
-def label_instances(classes, labels, block: int, rule: InstanceRule, threads: int = 2) -> int:
+def label_instances(classes, labels, block: int, rule: InstanceRule, threads: int = 2,
+                    each: Callable[[Block, np.ndarray], None] | None = None) -> int:
     """Write instance labels of the class map `classes` into `labels` (both array-like,
-    same shape (..., Y, X), e.g. zarr arrays chunked by `block`). Returns the count."""
+    same shape (..., Y, X), e.g. zarr arrays chunked by `block`). Returns the count.
+
+    `each(block, labels)` is called with every block's final labels as they are
+    written (on worker threads), e.g. to measure the objects without reading them back.
+    """
     shape = classes.shape
     blocks = plan_blocks(shape[:-2], shape[-2], shape[-1], block, 1)
 
@@ -274,7 +279,10 @@ def label_instances(classes, labels, block: int, rule: InstanceRule, threads: in
         region = b.plane + (slice(b.y0, b.y1), slice(b.x0, b.x1))
         local = np.asarray(labels[region])
         block_lut = np.concatenate([[0], lut[offsets[i] + 1 : offsets[i + 1] + 1]]).astype(np.int32)
-        labels[region] = block_lut[local]
+        final = block_lut[local]
+        labels[region] = final
+        if each is not None:
+            each(b, final)
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(second_pass, range(len(results))))

@@ -253,11 +253,17 @@ def downsample_into(src: zarr.Array, dst: zarr.Array, labels: bool, step: tuple[
         if labels:
             out = part[..., ::sy, ::sx]
         else:
-            pad = [(0, 0)] * (part.ndim - 2) + [(0, part.shape[-2] % sy), (0, part.shape[-1] % sx)]
-            p = np.pad(part.astype(np.float32), pad, mode="edge")
-            out = sum(p[..., i::sy, j::sx] for j in range(sx) for i in range(sy)) / (sy * sx)
+            if part.shape[-2] % sy or part.shape[-1] % sx:
+                pad = [(0, 0)] * (part.ndim - 2) + [(0, part.shape[-2] % sy), (0, part.shape[-1] % sx)]
+                part = np.pad(part, pad, mode="edge")
+            out = part[..., ::sy, ::sx].astype(np.float32)  # float32 sums of 4 integers < 2^24 are exact
+            for j in range(sx):
+                for i in range(sy):
+                    if i or j:
+                        out += part[..., i::sy, j::sx]
+            out /= sy * sx
             if np.issubdtype(dst.dtype, np.integer):
-                out = np.rint(out)
+                np.rint(out, out=out)
         dst[region] = out.astype(dst.dtype)
 
     with ThreadPoolExecutor(2) as pool:

@@ -7,6 +7,7 @@ import csv
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -44,31 +45,32 @@ def measure(labels, image_plane, count: int, block: int, planes_shape: tuple[int
     `image_plane(block)` returns the block's intensity image (Y, X) as float.
     """
     shape = labels.shape
-    table = ObjectTable.empty(count)
     blocks = plan_blocks(shape[:-2], shape[-2], shape[-1], block, 1)
 
     def one(b: Block):
         lab = np.asarray(labels[b.plane + (slice(b.y0, b.y1), slice(b.x0, b.x1))])
-        parts = block_measures(lab, lambda: image_plane(b), b.y0, b.x0)
-        if parts is None:
-            return None
-        plane = np.ravel_multi_index(b.plane, planes_shape) if b.plane else 0
-        return (*parts, plane)
+        return b, block_measures(lab, lambda: image_plane(b), b.y0, b.x0)
 
     with ThreadPoolExecutor(threads) as pool:
-        for part in pool.map(one, blocks):
-            if part is None:
-                continue
-            ids, area, (sy, sx, si), boxes, plane = part
-            table.area[ids] += area
-            table.sum_y[ids] += sy
-            table.sum_x[ids] += sx
-            table.intensity[ids] += si
-            np.minimum.at(table.y0, ids, boxes[:, 0])
-            np.minimum.at(table.x0, ids, boxes[:, 1])
-            np.maximum.at(table.y1, ids, boxes[:, 2])
-            np.maximum.at(table.x1, ids, boxes[:, 3])
-            table.plane[ids] = plane
+        return table_of(pool.map(one, blocks), count, planes_shape)
+
+
+def table_of(parts: Iterable[tuple[Block, tuple | None]], count: int, planes_shape: tuple[int, ...] = ()) -> ObjectTable:
+    """The object table from each block's `block_measures` (objects cut by blocks add up)."""
+    table = ObjectTable.empty(count)
+    for b, part in parts:
+        if part is None:
+            continue
+        ids, area, (sy, sx, si), boxes = part
+        table.area[ids] += area
+        table.sum_y[ids] += sy
+        table.sum_x[ids] += sx
+        table.intensity[ids] += si
+        np.minimum.at(table.y0, ids, boxes[:, 0])
+        np.minimum.at(table.x0, ids, boxes[:, 1])
+        np.maximum.at(table.y1, ids, boxes[:, 2])
+        np.maximum.at(table.x1, ids, boxes[:, 3])
+        table.plane[ids] = np.ravel_multi_index(b.plane, planes_shape) if b.plane else 0
     return table
 
 
