@@ -53,6 +53,27 @@ def pyramid_factors(height: int, width: int) -> list[int]:
     return factors
 
 
+def shrink(part: np.ndarray, labels: bool, step: tuple[int, int]) -> np.ndarray:
+    """`part` (..., Y, X) shrunk by `step` (2 or 1) in y and x: labels take every
+    second pixel (label values are never blended), other data 2x2 means (the last
+    odd row/column repeated), rounded for integer data."""
+    sy, sx = step
+    if labels:
+        return part[..., ::sy, ::sx]
+    if part.shape[-2] % sy or part.shape[-1] % sx:
+        pad = [(0, 0)] * (part.ndim - 2) + [(0, part.shape[-2] % sy), (0, part.shape[-1] % sx)]
+        part = np.pad(part, pad, mode="edge")
+    out = part[..., ::sy, ::sx].astype(np.float32)  # float32 sums of 4 integers < 2^24 are exact
+    for j in range(sx):
+        for i in range(sy):
+            if i or j:
+                out += part[..., i::sy, j::sx]
+    out /= sy * sx
+    if np.issubdtype(part.dtype, np.integer):
+        np.rint(out, out=out)
+    return out.astype(part.dtype, copy=False)
+
+
 @dataclass
 class LabelsSpec:
     """One labels (or probabilities) array to be written block by block."""
@@ -250,21 +271,7 @@ def downsample_into(src: zarr.Array, dst: zarr.Array, labels: bool, step: tuple[
         lead, (ys, xs) = region[:-2], region[-2:]
         sy, sx = step
         part = src[lead + (slice(sy * ys.start, sy * ys.stop), slice(sx * xs.start, sx * xs.stop))]
-        if labels:
-            out = part[..., ::sy, ::sx]
-        else:
-            if part.shape[-2] % sy or part.shape[-1] % sx:
-                pad = [(0, 0)] * (part.ndim - 2) + [(0, part.shape[-2] % sy), (0, part.shape[-1] % sx)]
-                part = np.pad(part, pad, mode="edge")
-            out = part[..., ::sy, ::sx].astype(np.float32)  # float32 sums of 4 integers < 2^24 are exact
-            for j in range(sx):
-                for i in range(sy):
-                    if i or j:
-                        out += part[..., i::sy, j::sx]
-            out /= sy * sx
-            if np.issubdtype(dst.dtype, np.integer):
-                np.rint(out, out=out)
-        dst[region] = out.astype(dst.dtype)
+        dst[region] = shrink(np.asarray(part), labels, step).astype(dst.dtype, copy=False)
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(one, product(*grid)))

@@ -76,3 +76,20 @@ def test_image_copy_every_channel_and_plane_with_mean_levels(tiny_model, tmp_pat
     transforms = ms["datasets"][1]["coordinateTransformations"]
     assert transforms[0]["scale"] == pytest.approx([1.0, 1.0, 1.0, 1.0])
     assert transforms[1]["translation"] == pytest.approx([0.0, 0.0, 0.25, 0.25])
+
+
+@pytest.mark.parametrize("labels", [True, False])
+def test_pyramid_levels_equal_whole_array_downsampling(tmp_path, labels):
+    """Levels built chunk by chunk equal shrinking the whole array, odd sizes included."""
+    from biounet.write.omezarr import LabelsSpec, OutputLayout, build_pyramid, create_level0, shrink
+
+    data = np.random.default_rng(7).integers(0, 50000, (2, 1100, 700)).astype(np.uint16)  # z y x
+    layout = OutputLayout("zyx", data.shape, 256, {}, "0.4")
+    create_level0(tmp_path, "labels/x", layout, LabelsSpec("x", "uint16"))[...] = data
+    levels = build_pyramid(tmp_path, "labels/x", "zyx", {}, "0.4", labels=labels)
+    assert levels == 4  # 1100 -> 550 -> 275 -> 138 px
+    expected = data
+    root = zarr.open_group(str(tmp_path), mode="r")
+    for i in range(levels):
+        expected = shrink(expected, labels, (2, 2)) if i else expected
+        assert np.array_equal(root[f"labels/x/{i}"][...], expected), i
