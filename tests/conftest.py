@@ -38,6 +38,21 @@ def tiny_model(tmp_path_factory) -> Path:
     return make_model(tmp_path_factory.mktemp("models") / "tiny.pt")
 
 
+@pytest.fixture(autouse=True)
+def keep_sigint_handler(request):
+    """Restore Python's Ctrl-C handler if a test (or a library it drives) replaced it,
+    saying which: in one full run both Ctrl-C tests found SIGINT no longer handled."""
+    import signal
+    import warnings
+
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before)
+        warnings.warn(f"{request.node.nodeid} left SIGINT handled by {after!r}; restored")
+
+
 @contextmanager
 def single_thread():
     """One torch thread (also in biounet's own contexts, via OMP_NUM_THREADS): on the
