@@ -29,12 +29,33 @@ def make_client(scheduler: str | None, cluster: str | None, workers: int):
         c = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
         return Client(c), c
     if cluster in JOBQUEUE:
-        import dask_jobqueue
-
+        dask_jobqueue = import_jobqueue()
         c = getattr(dask_jobqueue, JOBQUEUE[cluster])()
         c.scale(jobs=workers)
         return Client(c), c
     raise ValueError(f"unknown --cluster {cluster!r}: use local, slurm, pbs or lsf")
+
+
+def import_jobqueue():
+    """dask_jobqueue, imported without its side effect on Ctrl-C.
+
+    Importing it (its runner module) makes SIGINT call sys.exit(), which would turn
+    Ctrl-C during a run into a silent exit with status 0 instead of biounet's
+    "interrupted; N blocks kept, rerun to resume" (exit 130).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        import dask_jobqueue
+
+        return dask_jobqueue
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        import dask_jobqueue
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    return dask_jobqueue
 
 
 def gpu_resources() -> dict | None:

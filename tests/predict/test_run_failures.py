@@ -281,3 +281,12 @@ def test_ctrl_c_with_several_network_threads(slide, tiny_model, tmp_path, monkey
     monkeypatch.setattr(engine.Context, "predict", original)
     result = segment(slide, out, model=tiny_model, workers=2, **ARGS)
     assert (result.extra["computed"], result.extra["skipped"]) == (12 - len(done), len(done))
+
+
+def test_cluster_import_keeps_ctrl_c_an_interrupt():
+    """dask-jobqueue makes SIGINT call sys.exit() when imported; biounet imports it so
+    that Ctrl-C still raises KeyboardInterrupt (exit 130 with the resume message)."""
+    code = ("import signal; from biounet.predict.distributed import import_jobqueue; import_jobqueue(); "
+            "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr
