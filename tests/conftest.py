@@ -38,19 +38,19 @@ def tiny_model(tmp_path_factory) -> Path:
     return make_model(tmp_path_factory.mktemp("models") / "tiny.pt")
 
 
-@pytest.fixture(autouse=True)
-def keep_sigint_handler(request):
-    """Restore Python's Ctrl-C handler if a test (or a library it drives) replaced it,
-    saying which: in one full run both Ctrl-C tests found SIGINT no longer handled."""
+@pytest.fixture
+def ctrl_c():
+    """Python's Ctrl-C handler for one test, whatever the suite was started with: a
+    shell starting it in the background (`make test &`) makes SIGINT ignored, and
+    then KeyboardInterrupt never happens. Also resets SIGINT in child processes
+    (pass `ctrl_c` as Popen's preexec_fn)."""
     import signal
-    import warnings
 
-    before = signal.getsignal(signal.SIGINT)
-    yield
-    after = signal.getsignal(signal.SIGINT)
-    if after is not before:
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    finally:
         signal.signal(signal.SIGINT, before)
-        warnings.warn(f"{request.node.nodeid} left SIGINT handled by {after!r}; restored")
 
 
 @contextmanager

@@ -219,7 +219,7 @@ def test_other_errors_are_not_retried(tiny_model, monkeypatch):
 # --- Ctrl-C ----------------------------------------------------------------------------
 
 
-def test_ctrl_c_stops_promptly_and_the_output_resumes(tiny_model, tmp_path):
+def test_ctrl_c_stops_promptly_and_the_output_resumes(tiny_model, tmp_path, ctrl_c):
     """SIGINT to a running `biounet segment`: exit 130 within seconds, a one-line message
     saying the output is resumable; rerunning the same command completes it, and the
     result equals an uninterrupted run (one pass of the network over the whole slide)."""
@@ -230,7 +230,8 @@ def test_ctrl_c_stops_promptly_and_the_output_resumes(tiny_model, tmp_path):
     args = ["segment", path, "-o", out, "--model", tiny_model, "--block", 64, "--tile", 204, "--quiet"]
     total = 25
     p = subprocess.Popen([sys.executable, "-m", "biounet.cli", *map(str, args)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         preexec_fn=ctrl_c)
     deadline = time.monotonic() + 300
     while len(resume.done_blocks(out)) < 2 and p.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -256,7 +257,7 @@ def test_ctrl_c_stops_promptly_and_the_output_resumes(tiny_model, tmp_path):
     assert status(out) == "complete"
 
 
-def test_ctrl_c_with_several_network_threads(slide, tiny_model, tmp_path, monkeypatch):
+def test_ctrl_c_with_several_network_threads(slide, tiny_model, tmp_path, monkeypatch, ctrl_c):
     """Ctrl-C reaches the main thread while network threads work: they stop after
     their current block and the run ends with Interrupted (resumable)."""
     from biounet.segment import Interrupted
@@ -283,10 +284,10 @@ def test_ctrl_c_with_several_network_threads(slide, tiny_model, tmp_path, monkey
     assert (result.extra["computed"], result.extra["skipped"]) == (12 - len(done), len(done))
 
 
-def test_cluster_import_keeps_ctrl_c_an_interrupt():
+def test_cluster_import_keeps_ctrl_c_an_interrupt(ctrl_c):
     """dask-jobqueue makes SIGINT call sys.exit() when imported; biounet imports it so
     that Ctrl-C still raises KeyboardInterrupt (exit 130 with the resume message)."""
     code = ("import signal; from biounet.predict.distributed import import_jobqueue; import_jobqueue(); "
             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, preexec_fn=ctrl_c)
     assert out.stdout.strip() == "True", out.stderr
