@@ -12,6 +12,7 @@ import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ from biounet.write.omezarr import (
     OutputLayout,
     build_pyramid,
     create_level0,
+    open_level0,
     ensure_root,
     prepare_output,
     write_labels_metadata,
@@ -177,8 +179,13 @@ class Plan:
         the output's copy of the image if it has one (faster to read than most inputs)."""
         index = block.index_in(self.image.axes, c=self.channels[0] if self.channels else 0)
         if self.write_image:
-            return np.asarray(zarr.open_array(str(self.output), path="0", mode="r")[index], dtype=np.float64)
+            return np.asarray(self.image_copy[index], dtype=np.float64)
         return np.asarray(self.image.read(self.level, index), dtype=np.float64)
+
+    @cached_property
+    def image_copy(self) -> zarr.Array:
+        """Level 0 of the output's copy of the image (opened once for all blocks)."""
+        return open_level0(self.output, "")
 
     def job(self, stats, batch: int | None = None, threads: int | None = None) -> Job:
         return Job(

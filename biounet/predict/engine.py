@@ -30,6 +30,7 @@ from biounet.predict.normalize import normalize
 from biounet.predict.resume import mark_done
 from biounet.predict.tiles import DeviceMemoryError, block_window, predict_block
 from biounet.read.image import ImageReadError, open_image
+from biounet.write.omezarr import open_level0
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ class Context:
 
     @cached_property
     def image_level0(self) -> zarr.Array:
-        return zarr.open_array(self.job.output, path="0", mode="r+")
+        return open_level0(self.job.output, "")
 
     def write(self, block: Block, output: np.ndarray, pixels: np.ndarray | None = None) -> None:
         ys, xs = slice(block.y0, block.y1), slice(block.x0, block.x1)
