@@ -7,9 +7,6 @@ STAMP := $(VENV)/.installed
 .PHONY: install test test-all demo bench clean
 
 $(STAMP): pyproject.toml constraints.txt
-	@# jemalloc makes CPU inference up to 2x faster (docs/benchmarks.md); optional, installed where we may.
-	@ldconfig -p 2>/dev/null | grep -q libjemalloc.so.2 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-		&& apt-get install -y -q libjemalloc2 >/dev/null; } || echo "note: libjemalloc2 not installed, CPU inference will be slower"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@# elasticdeform's wheels are built against NumPy 1: build it from source

@@ -4,7 +4,8 @@
     python -m benchmarks --only overhead,peers --repeats 5
     python -m benchmarks --smoke --out /tmp/bench.md   # tiny sizes, a minute (run by the tests)
 
-Runs under jemalloc when the machine has it, like the `biounet` command.
+Every CPU measurement runs with glibc malloc tuned as biounet runs (`biounet.runtime.tune_malloc`),
+except the network variants that say otherwise.
 """
 
 from __future__ import annotations
@@ -119,7 +120,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from biounet.runtime import use_jemalloc
-
-    use_jemalloc(sys.argv[1:], module="benchmarks")
     sys.exit(main())

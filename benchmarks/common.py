@@ -170,7 +170,7 @@ def run_child(cmd: list[str], env: dict | None = None, poll: float = 0.05) -> Ch
 
 
 def biounet_cmd(*args: str) -> list[str]:
-    """The `biounet` command of this environment (restarts itself under jemalloc where present)."""
+    """The `biounet` command of this environment."""
     return [sys.executable, "-m", "biounet", *args]
 
 

@@ -11,27 +11,36 @@ on a shared machine the share of the ceiling is only meaningful side by side.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from benchmarks.common import Context, Section, Stats, Target, env_with, run_child
 from biounet.model.file import default_model_path, load_model
 from biounet.predict.memory import choose_tile
-from biounet.runtime import jemalloc_path
 from biounet.segment import DEFAULT_BLOCK, DEFAULT_MEMORY
 
 # (name, variant, allocator)
 VARIANTS = [
     ("NCHW, glibc malloc (plain PyTorch)", "nchw", "glibc"),
-    ("NCHW, jemalloc", "nchw", "jemalloc"),
     ("channels_last, glibc malloc", "channels_last", "glibc"),
-    ("channels_last, jemalloc (biounet default)", "channels_last", "jemalloc"),
-    ("torch.compile(freezing), jemalloc", "compile", "jemalloc"),
+    ("channels_last, jemalloc (LD_PRELOAD)", "channels_last", "jemalloc"),
+    ("channels_last, tuned glibc malloc (biounet default)", "channels_last", "tuned"),
+    ("torch.compile(freezing), tuned glibc malloc", "compile", "tuned"),
 ]
-DEFAULT = "channels_last, jemalloc (biounet default)"
+DEFAULT = "channels_last, tuned glibc malloc (biounet default)"
+JEMALLOC = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+            "/usr/lib64/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2")
+
+
+def jemalloc_path() -> str | None:
+    """Debian's libjemalloc2 (or another system copy), if installed: a variant to compare with."""
+    return next((p for p in JEMALLOC if os.path.exists(p)), None)
 
 
 def child(args: list[str], alloc: str) -> dict:
     env = env_with(LD_PRELOAD=jemalloc_path() if alloc == "jemalloc" else None)
+    if alloc == "tuned":
+        args = [*args, "--tune-malloc"]
     return json.loads(run_child([sys.executable, "-m", "benchmarks.network_child", *args], env).stdout)
 
 

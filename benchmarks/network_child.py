@@ -20,7 +20,7 @@ import torch
 from biounet.model.flops import forward_flops
 from biounet.model.unet import UNet, UNetConfig
 from biounet.predict.device import cpu_threads
-from biounet.runtime import allocator
+from biounet.runtime import allocator, tune_malloc
 
 VARIANTS = ("nchw", "channels_last", "compile")
 
@@ -46,7 +46,10 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=3)
     p.add_argument("--sgemm", type=int, help="time an N x N float32 matrix product instead")
     p.add_argument("--ceiling", type=int, help="also time an N x N matrix product around the calls")
+    p.add_argument("--tune-malloc", action="store_true", help="glibc malloc tuned as biounet runs it")
     args = p.parse_args()
+    if args.tune_malloc and not tune_malloc():
+        raise SystemExit("--tune-malloc: glibc malloc could not be tuned in this process")
     torch.set_num_threads(cpu_threads())
     if args.sgemm:
         flops, call = sgemm(args.sgemm)

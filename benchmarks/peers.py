@@ -1,7 +1,7 @@
 """3. Against MONAI: `sliding_window_inference` vs `biounet segment` on the same slide.
 
-MONAI gets the best CPU set-up biounet has too (channels_last, jemalloc, same
-threads) and a same-padded U-Net of the same width and depth, the slide held
+MONAI gets the best CPU set-up biounet has too (channels_last, tuned glibc malloc,
+same threads) and a same-padded U-Net of the same width and depth, the slide held
 in memory as one tensor (roi 512, overlap 0.25, Gaussian blending, the usual
 settings). biounet runs `segment` with its defaults from the TIFF file to the
 OME-Zarr, everything included. Alternated in every repeat.
@@ -58,7 +58,7 @@ def measure(ctx: Context) -> Section:
     section = Section("Against MONAI sliding-window inference", "python -m benchmarks --only peers")
     section.lines.append(f"{size} x {size} slide; MONAI {monai.__version__}, roi {roi}, overlap {OVERLAP}, "
                          f"Gaussian blending, sw_batch_size {SW_BATCH}, same-padded width-{same.width} U-Net, "
-                         "channels_last + jemalloc, input already in memory and normalised. "
+                         "channels_last + tuned malloc, input already in memory and normalised. "
                          "biounet: `segment` defaults, TIFF in, OME-Zarr (classes, instances, pyramids, table) out.")
     section.lines.append("")
     section.table(["", "seconds", "MP/s"], [

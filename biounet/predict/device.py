@@ -7,6 +7,7 @@ import os
 import torch
 
 from biounet.model.unet import UNet
+from biounet.runtime import tune_malloc
 
 
 class DeviceError(ValueError):
@@ -47,10 +48,12 @@ def cpu_threads() -> int:
 
 
 def prepare(net: UNet, device: torch.device, threads: int | None = None) -> UNet:
-    """Eval mode on `device`; channels_last memory on the CPU (about 2x faster there),
-    with `threads` torch threads (default: every core this process may use)."""
+    """Eval mode on `device`; on the CPU channels_last memory (about 2x faster there),
+    `threads` torch threads (default: every core this process may use) and glibc
+    malloc tuned for large tensors (`tune_malloc`)."""
     net = net.eval().to(device)
     if device.type == "cpu":
+        tune_malloc()
         torch.set_num_threads(threads or cpu_threads())
         net = net.to(memory_format=torch.channels_last)
     return net

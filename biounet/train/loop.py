@@ -42,6 +42,7 @@ from biounet.model.unet import UNet, UNetConfig, center_crop
 from biounet.predict.array import predict_array
 from biounet.predict.device import cpu_threads, resolve_device
 from biounet.predict.normalize import over_folder
+from biounet.runtime import tune_malloc
 from biounet.train.augment import AugmentParams
 from biounet.train.data import (
     TARGETS,
@@ -405,6 +406,7 @@ def train(config: TrainConfig) -> Path:
     seed_everything(config.seed)
     device = resolve_device(config.device)
     if device.type == "cpu":
+        tune_malloc()
         torch.set_num_threads(cpu_threads())
     spec_t = TargetSpec(config.target, config.ignore, config.labels_kind, config.w0, config.sigma)
     sources = load_sources(config.images, config.labels, spec_t, config.normalization, config.channels)

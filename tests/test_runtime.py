@@ -1,0 +1,57 @@
+"""The process set-up: glibc malloc tuned for torch's large CPU tensors."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from biounet.runtime import allocator
+
+PROBE = """
+import ctypes, json, sys
+import numpy as np
+from biounet.runtime import allocator, tune_malloc
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+tuned = tune_malloc()
+before = libc.mallinfo2().hblkhd
+block = np.ones(16 * 1024**2, np.uint8)  # 16 MiB: mmapped by default glibc, from the heap once tuned
+mapped = libc.mallinfo2().hblkhd - before
+print(json.dumps({"tuned": tuned, "again": tune_malloc(), "allocator": allocator(), "mapped": mapped}))
+"""
+
+
+def probe(**env: str) -> dict:
+    import json
+
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc is Linux's")
+def test_tune_malloc_keeps_large_blocks_in_the_heap():
+    assert allocator().startswith("glibc")  # the machines biounet is tested on
+    tuned = probe()
+    assert tuned["tuned"] and tuned["again"] and tuned["allocator"] == "glibc (tuned)"
+    assert tuned["mapped"] < 1024**2
+    plain = probe(BIOUNET_TUNE_MALLOC="0")
+    assert not plain["tuned"] and plain["allocator"] == "glibc"
+    assert plain["mapped"] >= 16 * 1024**2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc is Linux's")
+def test_prepare_tunes_malloc_on_the_cpu():
+    code = ("import torch; from biounet.model.unet import UNet, UNetConfig; from biounet.predict.device import prepare;"
+            "from biounet.runtime import allocator; prepare(UNet(UNetConfig(width=4, depth=2)), torch.device('cpu'));"
+            "print(allocator())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "glibc (tuned)"
