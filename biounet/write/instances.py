@@ -15,13 +15,16 @@ How it stays exact over blocks (merge across faces, as dask-image's
 `ndmeasure.label` does for plain connected components):
 1. Per block: label its core plus a halo of `expand + 1` pixels, keep the core
    with block-local ids, and note for each id its pixel count and one
-   representative pixel (its first seed or orphan pixel in the window).
+   representative pixel (its first seed or orphan pixel in the window), and keep
+   the core's rim (its outer `expand + 1` rows and columns) in memory.
 2. Globally: union ids of seed (or orphan) pixels that touch across a block
    face, and union each id whose representative lies in another block with the
-   id found there. Every object is then one set; small sets are dropped and the
+   id found there (both read from the rims: representatives lie within the
+   halo, hence in a neighbour's rim). Every object is then one set; small sets are dropped and the
    rest numbered in order of first appearance (deterministic for a layout).
 3. Per block: rewrite local ids as global ones.
-Memory: one block at a time plus a few integers per object.
+Memory: one block at a time plus a few integers per object and the rims
+(12 bytes per pixel of block edge for the default growth of 2 pixels).
 """
 
 from __future__ import annotations
@@ -137,16 +140,55 @@ def compact_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return ids, lut[labels], counts[ids]
 
 
+@dataclass(frozen=True)
+class Rim:
+    """The outer rows and columns of a block's core: local ids and seed flags,
+    (top, bottom, left, right), each `width` pixels deep (less in smaller blocks)."""
+
+    ids: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    seed: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+    @classmethod
+    def of(cls, ids: np.ndarray, seed: np.ndarray, width: int) -> "Rim":
+        def bands(a: np.ndarray) -> tuple:
+            return tuple(np.ascontiguousarray(x) for x in (a[:width], a[-width:], a[:, :width], a[:, -width:]))
+
+        return cls(bands(ids), bands(seed))
+
+    def edge(self, side: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, seed) along one outermost row or column: "top", "bottom", "left", "right"."""
+        i = ("top", "bottom", "left", "right").index(side)
+        at = (0, -1, (slice(None), 0), (slice(None), -1))[i]
+        return self.ids[i][at], self.seed[i][at]
+
+    def at(self, block: Block, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """Local ids at slide pixels (ys, xs) of `block` that lie in this rim."""
+        top, bottom, left, right = self.ids
+        out = np.full(len(ys), -1, np.int64)
+        y, x = ys - block.y0, xs - block.x0
+        from_bottom = y - (block.y1 - block.y0 - len(bottom))
+        from_right = x - (block.x1 - block.x0 - right.shape[1])
+        for band, where, yy, xx in ((top, y < len(top), y, x), (bottom, from_bottom >= 0, from_bottom, x),
+                                    (left, x < left.shape[1], y, x), (right, from_right >= 0, y, from_right)):
+            where = where & (out < 0)
+            out[where] = band[yy[where], xx[where]]
+        if (out < 0).any():
+            raise ValueError("a representative lies outside its block's rim")
+        return out
+
+
 @dataclass
 class BlockLabels:
-    """Pass-1 result of one block: how many local ids, their sizes, kinds, representatives."""
+    """Pass-1 result of one block: how many local ids, their sizes, kinds,
+    representatives, and the core's rim."""
 
     block: Block
-    count: int = 0
-    sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    is_seed: np.ndarray = field(default_factory=lambda: np.zeros(1, bool))  # by local id, [0] = background
-    reps: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))  # global (y, x)
-    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # first core pixel, raster order
+    count: int
+    sizes: np.ndarray  # pixels of local ids 1..count
+    is_seed: np.ndarray  # by local id, [0] = background
+    reps: np.ndarray  # (count, 2) global (y, x)
+    keys: np.ndarray  # first core pixel of each local id, raster order over the slide
+    rim: Rim
 
 
 def merged_roots(count: int, pairs: np.ndarray) -> np.ndarray:
@@ -187,7 +229,8 @@ def first_pass(classes, labels, rule: InstanceRule, b: Block) -> BlockLabels:
     width = b.x1 - b.x0
     plane = np.ravel_multi_index(b.plane, shape[:-2]) if b.plane else 0
     keys = (plane * shape[-2] + b.y0 + first_core // width) * shape[-1] + b.x0 + first_core % width
-    return BlockLabels(b, len(ids) - 1, sizes, np.concatenate([[False], ids[1:] <= n_seeds]), reps, keys)
+    rim = Rim.of(compact, window[inner] == rule.seed_class, halo)
+    return BlockLabels(b, len(ids) - 1, sizes, np.concatenate([[False], ids[1:] <= n_seeds]), reps, keys, rim)
 
 
 def label_instances(classes, labels, block: int, rule: InstanceRule, threads: int = 2,
@@ -209,22 +252,17 @@ def label_instances(classes, labels, block: int, rule: InstanceRule, threads: in
     starts_y = sorted({b.y0 for b in blocks})
     starts_x = sorted({b.x0 for b in blocks})
 
-    def owner(plane: tuple, y: int, x: int) -> int:
-        by = starts_y[np.searchsorted(starts_y, y, side="right") - 1]
-        bx = starts_x[np.searchsorted(starts_x, x, side="right") - 1]
-        return index[(plane, by, bx)]
+    grid: dict[tuple, np.ndarray] = {}  # per plane: result index of each (block row, block column)
+    for i, r in enumerate(results):
+        at = grid.setdefault(r.block.plane, np.full((len(starts_y), len(starts_x)), -1, np.int64))
+        at[starts_y.index(r.block.y0), starts_x.index(r.block.x0)] = i
 
     def face(i: int, down: bool) -> np.ndarray:
         """(n, 2) provisional ids of same-kind pixels touching across block i's lower or right face."""
         b = results[i].block
         j = index[(b.plane, b.y1, b.x0) if down else (b.plane, b.y0, b.x1)]
-        if down:
-            strip = b.plane + (slice(b.y1 - 1, b.y1 + 1), slice(b.x0, b.x1))
-        else:
-            strip = b.plane + (slice(b.y0, b.y1), slice(b.x1 - 1, b.x1 + 1))
-        lab, cls = np.asarray(labels[strip]), np.asarray(classes[strip])
-        (lab_a, lab_b), (cls_a, cls_b) = (lab, cls) if down else (lab.T, cls.T)
-        seed_a, seed_b = cls_a == rule.seed_class, cls_b == rule.seed_class
+        lab_a, seed_a = results[i].rim.edge("bottom" if down else "right")
+        lab_b, seed_b = results[j].rim.edge("top" if down else "left")
         orphan_a = (lab_a > 0) & ~results[i].is_seed[lab_a]
         orphan_b = (lab_b > 0) & ~results[j].is_seed[lab_b]
         both = (seed_a & seed_b & (lab_a > 0) & (lab_b > 0)) | (orphan_a & orphan_b)
@@ -233,24 +271,25 @@ def label_instances(classes, labels, block: int, rule: InstanceRule, threads: in
 
     faces = [(i, down) for i, r in enumerate(results) for down in (True, False)
              if (r.block.y1 < shape[-2] if down else r.block.x1 < shape[-1])]
-    # Representatives that lie in another block, grouped by that block: one read per block.
-    wanted: dict[int, list[tuple[int, int, int]]] = {}
-    for i, r in enumerate(results):
-        b = r.block
-        for k, (y, x) in enumerate(r.reps.tolist()):
-            if not (b.y0 <= y < b.y1 and b.x0 <= x < b.x1):
-                wanted.setdefault(owner(b.plane, y, x), []).append((int(offsets[i]) + k + 1, y, x))
 
-    def lookup(j: int) -> np.ndarray:
-        """(n, 2) provisional ids: each representative's own, and the id block j holds at its pixel."""
-        ids, ys, xs = np.array(wanted[j], dtype=np.int64).T
-        y0, x0 = ys.min(), xs.min()
-        region = np.asarray(labels[results[j].block.plane + (slice(y0, ys.max() + 1), slice(x0, xs.max() + 1))])
-        other = region[ys - y0, xs - x0].astype(np.int64)
-        return np.stack([ids[other > 0], other[other > 0] + offsets[j]], 1)
+    def lookups(i: int) -> list[np.ndarray]:
+        """(n, 2) provisional ids: each representative of block i that lies in another
+        block j, and the id block j holds at its pixel (from j's rim)."""
+        r, b = results[i], results[i].block
+        ys, xs = r.reps[:, 0], r.reps[:, 1]
+        away = np.flatnonzero((ys < b.y0) | (ys >= b.y1) | (xs < b.x0) | (xs >= b.x1))
+        ys, xs = ys[away], xs[away]
+        owner = grid[b.plane][np.searchsorted(starts_y, ys, side="right") - 1,
+                              np.searchsorted(starts_x, xs, side="right") - 1]
+        out = []
+        for j in np.unique(owner).tolist():
+            on = owner == j
+            other = results[j].rim.at(results[j].block, ys[on], xs[on])
+            ids = away[on] + 1 + offsets[i]
+            out.append(np.stack([ids[other > 0], other[other > 0] + offsets[j]], 1))
+        return out
 
-    with ThreadPoolExecutor(threads) as pool:
-        parts = [*pool.map(lambda f: face(*f), faces), *pool.map(lookup, sorted(wanted))]
+    parts = [*(face(*f) for f in faces), *(p for i in range(len(results)) for p in lookups(i))]
     total = int(offsets[-1])  # provisional global id = offset + local id
     roots = merged_roots(total + 1, np.concatenate([np.zeros((0, 2), np.int64), *parts]))
     sizes = np.zeros(total + 1, np.int64)

@@ -12,7 +12,8 @@ import zarr
 from biounet.postprocess import postprocess
 from biounet.segment import segment
 from biounet.train.targets import three_class_target
-from biounet.write.instances import InstanceRule, instances_from_classes, label_instances
+from biounet.plan.blocks import Block
+from biounet.write.instances import InstanceRule, Rim, instances_from_classes, label_instances
 from benchmarks.common import threshold_model
 
 
@@ -189,3 +190,23 @@ def test_merged_roots_are_the_smallest_id_of_each_set():
     pairs = np.array([[5, 2], [2, 7], [3, 4], [9, 9]])
     assert merged_roots(10, pairs).tolist() == [0, 1, 2, 3, 3, 2, 6, 2, 8, 9]
     assert merged_roots(3, np.zeros((0, 2), np.int64)).tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("shape, width", [((40, 30), 3), ((5, 2), 3), ((1, 7), 1)])
+def test_rim_holds_the_outer_rows_and_columns_of_a_block(shape, width):
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 50, shape, dtype=np.int32)
+    seed = rng.random(shape) < 0.5
+    block = Block(0, (), 100, 100 + shape[0], 200, 200 + shape[1])
+    rim = Rim.of(ids, seed, width)
+    for side, at in (("top", 0), ("bottom", -1)):
+        assert np.array_equal(rim.edge(side)[0], ids[at]) and np.array_equal(rim.edge(side)[1], seed[at])
+    for side, at in (("left", 0), ("right", -1)):
+        assert np.array_equal(rim.edge(side)[0], ids[:, at]) and np.array_equal(rim.edge(side)[1], seed[:, at])
+    yy, xx = np.nonzero(np.ones(shape, bool))
+    on_rim = (yy < width) | (yy >= shape[0] - width) | (xx < width) | (xx >= shape[1] - width)
+    got = rim.at(block, yy[on_rim] + 100, xx[on_rim] + 200)
+    assert np.array_equal(got, ids[yy[on_rim], xx[on_rim]])
+    if not on_rim.all():
+        with pytest.raises(ValueError, match="outside"):
+            rim.at(block, yy[~on_rim] + 100, xx[~on_rim] + 200)
