@@ -151,7 +151,7 @@ class Rim:
     @classmethod
     def of(cls, ids: np.ndarray, seed: np.ndarray, width: int) -> "Rim":
         def bands(a: np.ndarray) -> tuple:
-            return tuple(np.ascontiguousarray(x) for x in (a[:width], a[-width:], a[:, :width], a[:, -width:]))
+            return tuple(x.copy() for x in (a[:width], a[-width:], a[:, :width], a[:, -width:]))  # not views: a is a whole block
 
         return cls(bands(ids), bands(seed))
 
