@@ -140,26 +140,30 @@ def compact_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return ids, lut[labels], counts[ids]
 
 
+SIDES = ("top", "bottom", "left", "right")
+_EDGE = (0, -1, (slice(None), 0), (slice(None), -1))
+
+
 @dataclass(frozen=True)
 class Rim:
-    """The outer rows and columns of a block's core: local ids and seed flags,
-    (top, bottom, left, right), each `width` pixels deep (less in smaller blocks)."""
+    """The outer rows and columns of a block's core: local ids (top, bottom, left,
+    right), each `width` pixels deep (less in smaller blocks), and the seed flags of
+    the outermost row or column of each side. Copies, in the smallest dtype that
+    holds the ids: a slide's rims stay in memory until the merge."""
 
     ids: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     seed: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
     @classmethod
     def of(cls, ids: np.ndarray, seed: np.ndarray, width: int) -> "Rim":
-        def bands(a: np.ndarray) -> tuple:
-            return tuple(x.copy() for x in (a[:width], a[-width:], a[:, :width], a[:, -width:]))  # not views: a is a whole block
-
-        return cls(bands(ids), bands(seed))
+        dtype = np.uint16 if ids.size == 0 or ids.max() < 2**16 else ids.dtype
+        bands = tuple(b.astype(dtype) for b in (ids[:width], ids[-width:], ids[:, :width], ids[:, -width:]))
+        return cls(bands, tuple(seed[at].copy() for at in _EDGE))
 
     def edge(self, side: str) -> tuple[np.ndarray, np.ndarray]:
         """(ids, seed) along one outermost row or column: "top", "bottom", "left", "right"."""
-        i = ("top", "bottom", "left", "right").index(side)
-        at = (0, -1, (slice(None), 0), (slice(None), -1))[i]
-        return self.ids[i][at], self.seed[i][at]
+        i = SIDES.index(side)
+        return self.ids[i][_EDGE[i]], self.seed[i]
 
     def at(self, block: Block, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """Local ids at slide pixels (ys, xs) of `block` that lie in this rim."""

@@ -278,7 +278,9 @@ def test_ctrl_c_with_several_network_threads(slide, tiny_model, tmp_path, monkey
     with pytest.raises(Interrupted, match="the output is resumable"):
         segment(slide, out, model=tiny_model, workers=2, **ARGS)
     done = resume.done_blocks(out)
-    assert 2 <= len(done) < 12 and status(out) == "running"
+    # Block 0 was predicted before block 2 started on the same thread, so it is written;
+    # block 1 (the other thread) is written only if it finished before the interrupt.
+    assert 0 in done and len(done) < 12 and status(out) == "running"
     monkeypatch.setattr(engine.Context, "predict", original)
     result = segment(slide, out, model=tiny_model, workers=2, **ARGS)
     assert (result.extra["computed"], result.extra["skipped"]) == (12 - len(done), len(done))

@@ -200,6 +200,7 @@ def test_rim_holds_the_outer_rows_and_columns_of_a_block(shape, width):
     block = Block(0, (), 100, 100 + shape[0], 200, 200 + shape[1])
     rim = Rim.of(ids, seed, width)
     assert all(band.base is None for band in rim.ids + rim.seed)  # copies: a rim must not keep its block alive
+    assert rim.ids[0].dtype == np.uint16
     for side, at in (("top", 0), ("bottom", -1)):
         assert np.array_equal(rim.edge(side)[0], ids[at]) and np.array_equal(rim.edge(side)[1], seed[at])
     for side, at in (("left", 0), ("right", -1)):
