@@ -24,7 +24,7 @@ How it stays exact over blocks (merge across faces, as dask-image's
    rest numbered in order of first appearance (deterministic for a layout).
 3. Per block: rewrite local ids as global ones.
 Memory: one block at a time plus a few integers per object and the rims
-(12 bytes per pixel of block edge for the default growth of 2 pixels).
+(about 7 bytes per pixel of block edge for the default growth of 2 pixels).
 """
 
 from __future__ import annotations
