@@ -6,7 +6,10 @@ the kernel at once, so every layer pays for fresh page faults. `tune_malloc`
 keeps blocks up to 32 MiB in the heap for reuse, stops trimming the heap top
 and grows it in large steps: the U-Net's convolutions then run at 94-96% of
 the CPU's matrix-multiply speed here, faster than with jemalloc preloaded
-(docs/benchmarks.md). It is applied by `prepare` (prediction) and training on
+(docs/benchmarks.md). Memory kept for reuse is kept per malloc arena, and glibc
+gives each thread its own (up to 8 per core): all threads share one arena
+instead, so a run holds one heap's worth of freed blocks, not one per reader,
+writer and labelling thread. It is applied by `prepare` (prediction) and training on
 the CPU, in-process, so the Python API gets it as the command does.
 BIOUNET_TUNE_MALLOC=0 turns it off.
 """
@@ -20,13 +23,17 @@ import platform
 from pathlib import Path
 
 # mallopt parameters (glibc malloc.h) and the values biounet sets
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -2, -3, -8
 MALLOC_SETTINGS = (
     # blocks up to 32 MiB are reused from the heap (every glibc accepts it; glibc >= 2.35 also takes more,
     # which measured 2% faster end to end but a 25% higher peak RSS)
     (M_MMAP_THRESHOLD, 32 * 1024**2),
-    (M_TRIM_THRESHOLD, 2**31 - 1),  # freed memory at the heap top stays mapped (peak RSS 32k^2/4k^2: 1.21, 1.10 with jemalloc)
+    (M_TRIM_THRESHOLD, 2**31 - 1),  # freed memory at the heap top stays mapped
     (M_TOP_PAD, 256 * 1024**2),  # grow the heap in steps of 256 MiB of address space (touched pages only count)
+    # one arena for all threads (threads that already have one keep it): peak RSS of the 4096^2 / 32768^2
+    # memory benchmark 470 / 517 MiB against 628 / 748 with an arena per thread, and segment on 4096^2 with
+    # the shipped model 29.2 s against 31.2 (medians of 3, alternated processes)
+    (M_ARENA_MAX, 1),
 )
 _tuned = False
 

@@ -9,6 +9,7 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 import os
 import shutil
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from biounet.plan.blocks import Block, plan_blocks
 from biounet.postprocess import instance_rule
 from biounet.predict import resume
 from biounet.predict.device import resolve_device
+from biounet.runtime import tune_malloc
 from biounet.notices import BiounetWarning
 from biounet.predict.engine import BlockError, Job, run_local
 from biounet.predict.memory import choose_batch, choose_tile
@@ -32,7 +34,7 @@ from biounet.predict.normalize import count_nonfinite, normalization_stats, samp
 from biounet.predict.tiles import block_window
 from biounet.read.image import Image, ImageReadError, open_image
 from biounet.write.instances import InstanceRule, label_instances
-from biounet.write.qc import block_measures, overlay_png, summary, table_of, write_table
+from biounet.write.qc import ObjectTable, block_measures, overlay_png, summary, write_table
 from biounet.write.omezarr import (
     CLASS_COLOURS,
     LabelsSpec,
@@ -293,6 +295,8 @@ def segment(
         save_probabilities=save_probabilities, ngff=ngff, level=level, axes=axes,
         memory_limit=memory_limit, write_image=write_image,
     )
+    if resolve_device(plan.device).type == "cpu":
+        tune_malloc()  # before any of the run's threads allocates (biounet.runtime)
     if finalize:
         record = _existing_record(plan)
         objects, line = finish(plan, record, Path(qc_png) if qc_png else None)
@@ -438,13 +442,16 @@ def finish(plan: Plan, record: dict, qc_png: Path | None = None) -> tuple[int, s
             image_axes = layout.with_channels(1)[0] if plan.image_spec.channels else layout.axes
             pyramids.append(side.submit(build_pyramid, output, "", image_axes, layout.pixel_size, plan.ngff,
                                         labels=False))
-        parts: list = []  # each block's object sums, taken as its final labels are written
+        table, adding = ObjectTable.empty(0), threading.Lock()
 
         def each(b: Block, lab: np.ndarray) -> None:
-            parts.append((b, block_measures(lab, lambda: plan.intensity(b), b.y0, b.x0)))
+            """Add the block's object sums as its final labels are written."""
+            part = block_measures(lab, lambda: plan.intensity(b), b.y0, b.x0)
+            with adding:
+                table.add(b, part, layout.shape[:-2])
 
         count = label_instances(classes, instances, layout.block, plan.rule, each=each)
-        table = table_of(parts, count, layout.shape[:-2])
+        table.grow(count)
         write_table(table, plan.table_path, layout.pixel_size.get("x", (None,))[0])
         build_pyramid(output, "labels/instances", layout.axes, layout.pixel_size, plan.ngff, labels=True)
         for job in pyramids:

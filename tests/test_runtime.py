@@ -9,7 +9,7 @@ import pytest
 from biounet.runtime import allocator
 
 PROBE = """
-import ctypes, json, sys
+import ctypes, json, sys, threading
 import numpy as np
 from biounet.runtime import allocator, tune_malloc
 
@@ -23,28 +23,47 @@ tuned = tune_malloc()
 before = libc.mallinfo2().hblkhd
 block = np.ones(16 * 1024**2, np.uint8)  # 16 MiB: mmapped by default glibc, from the heap once tuned
 mapped = libc.mallinfo2().hblkhd - before
-print(json.dumps({"tuned": tuned, "again": tune_malloc(), "allocator": allocator(), "mapped": mapped}))
+
+def work(barrier=threading.Barrier(4)):
+    kept = [np.ones(1000) for _ in range(100)]  # each thread allocates, all at once
+    barrier.wait()
+
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+libc.fopen.restype = ctypes.c_void_p
+libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+libc.fclose.argtypes = (ctypes.c_void_p,)
+f = libc.fopen(sys.argv[1].encode(), b"w")
+libc.malloc_info(0, f)
+libc.fclose(f)
+arenas = open(sys.argv[1]).read().count("<heap nr=")
+print(json.dumps({"tuned": tuned, "again": tune_malloc(), "allocator": allocator(), "mapped": mapped, "arenas": arenas}))
 """
 
 
-def probe(**env: str) -> dict:
+def probe(tmp_path, **env: str) -> dict:
     import json
 
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, **env})
+    out = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "malloc_info.xml")], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, **env})
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc is Linux's")
-def test_tune_malloc_keeps_large_blocks_in_the_heap():
+def test_tune_malloc_keeps_large_blocks_in_one_heap(tmp_path):
     assert allocator().startswith("glibc")  # the machines biounet is tested on
-    tuned = probe()
+    tuned = probe(tmp_path)
     assert tuned["tuned"] and tuned["again"] and tuned["allocator"] == "glibc (tuned)"
     assert tuned["mapped"] < 1024**2
-    plain = probe(BIOUNET_TUNE_MALLOC="0")
+    assert tuned["arenas"] == 1  # the threads started after tuning share the main arena
+    plain = probe(tmp_path, BIOUNET_TUNE_MALLOC="0")
     assert not plain["tuned"] and plain["allocator"] == "glibc"
     assert plain["mapped"] >= 16 * 1024**2
+    assert plain["arenas"] > 1
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc is Linux's")

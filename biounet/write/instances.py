@@ -79,19 +79,20 @@ def grow(seeds: np.ndarray, mask: np.ndarray, distance: int) -> np.ndarray:
     todo = mask & (seeds == 0)
     if distance <= 0 or not todo.any() or not seeds.any():
         return out
-    ys, xs = np.nonzero(todo)
-    padded = np.pad(seeds.astype(np.int32, copy=False), distance)
-    ys, xs = ys + distance, xs + distance
-    found = np.zeros(len(ys), np.int32)
-    for ring in disc_rings(distance):
-        open_ = np.flatnonzero(found == 0)
+    width = seeds.shape[1] + 2 * distance
+    padded = np.pad(seeds.astype(np.int32, copy=False), distance).ravel()
+    at = np.flatnonzero(todo)
+    flat = (at // seeds.shape[1] + distance) * width + at % seeds.shape[1] + distance  # `at` in `padded`
+    found = np.zeros(len(at), np.int32)
+    open_ = np.arange(len(at))  # pixels no offset has reached yet
+    for dy, dx in np.concatenate(disc_rings(distance)).tolist():  # nearest first, raster order within a ring
+        value = padded[flat[open_] + (dy * width + dx)]
+        hit = value != 0
+        found[open_[hit]] = value[hit]
+        open_ = open_[~hit]
         if not open_.size:
             break
-        for dy, dx in ring.tolist():
-            at = open_[found[open_] == 0]
-            value = padded[ys[at] + dy, xs[at] + dx]
-            found[at] = value
-    out[ys - distance, xs - distance] = found
+    out.ravel()[at] = found
     return out
 
 
@@ -115,29 +116,19 @@ def label_window(classes: np.ndarray, rule: InstanceRule, core: tuple[slice, sli
     return local, int(n_seeds)
 
 
-def first_index(labels: np.ndarray, count: int) -> np.ndarray:
+def first_index(labels: np.ndarray, count: int, at: np.ndarray | None = None) -> np.ndarray:
     """Flat index of the first pixel (raster order) of each label 1..count-1 (labels.size
     if absent; entry 0, the background, is always labels.size).
 
-    O(n) over the labelled pixels only, unlike sorting: this runs on every block of a slide.
+    `at`: flat indices of the labelled pixels if already known (default: the nonzero
+    ones). O(n) over the labelled pixels only, unlike sorting: this runs on every block.
     """
+    flat = labels.ravel()
+    if at is None:
+        at = np.flatnonzero(flat)
     first = np.full(count, labels.size, np.int64)
-    at = np.flatnonzero(labels)
-    np.minimum.at(first, labels.ravel()[at], at)
+    np.minimum.at(first, flat[at], at)
     return first
-
-
-def compact_ids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, compact, counts): the sorted ids present in `labels` with 0 always first,
-    `labels` renumbered as int32 indices into them (np.unique's inverse, in O(n)), and
-    the pixel count of each id."""
-    counts = np.bincount(labels.ravel())
-    present = counts > 0
-    present[0] = True
-    ids = np.flatnonzero(present)
-    lut = np.zeros(len(counts), np.int32)
-    lut[ids] = np.arange(len(ids), dtype=np.int32)
-    return ids, lut[labels], counts[ids]
 
 
 SIDES = ("top", "bottom", "left", "right")
@@ -220,21 +211,26 @@ def first_pass(classes, labels, rule: InstanceRule, b: Block) -> BlockLabels:
     window = np.asarray(classes[b.plane + (slice(y0, y1), slice(x0, x1))])
     inner = (slice(b.y0 - y0, b.y1 - y0), slice(b.x0 - x0, b.x1 - x0))
     local, n_seeds = label_window(window, rule, inner)
-    core = local[inner]
-    ids, compact, counts = compact_ids(core)
-    labels[b.plane + (slice(b.y0, b.y1), slice(b.x0, b.x1))] = compact
+    count = int(local.max())  # window ids; those absent from the core (seeds of the halo) get size 0
+    core = np.ascontiguousarray(local[inner])
+    labels[b.plane + (slice(b.y0, b.y1), slice(b.x0, b.x1))] = core
+    labelled = np.flatnonzero(core)
+    sizes = np.bincount(core.ravel()[labelled], minlength=count + 1)[1:]
+    first_core = first_index(core, count + 1, labelled)[1:]
     # Each id's first seed pixel (seed ids; growth may come first in raster order) or
     # first pixel (orphan ids, which do not grow).
-    anchors = np.where((window == rule.seed_class) | (local > n_seeds), local, 0)
-    first = first_index(anchors, int(local.max()) + 1)[ids[1:]]
+    first = first_index(local, count + 1, np.flatnonzero((window == rule.seed_class) | (local > n_seeds)))[1:]
+    absent = sizes == 0
+    first[absent] = (b.y0 - y0) * local.shape[1] + b.x0 - x0  # in the block: never looked up elsewhere
     reps = np.stack([first // local.shape[1] + y0, first % local.shape[1] + x0], axis=1)
-    sizes = counts[1:]
-    first_core = first_index(compact, len(ids))[1:]
     width = b.x1 - b.x0
     plane = np.ravel_multi_index(b.plane, shape[:-2]) if b.plane else 0
     keys = (plane * shape[-2] + b.y0 + first_core // width) * shape[-1] + b.x0 + first_core % width
-    rim = Rim.of(compact, window[inner] == rule.seed_class, halo)
-    return BlockLabels(b, len(ids) - 1, sizes, np.concatenate([[False], ids[1:] <= n_seeds]), reps, keys, rim)
+    keys[absent] = np.iinfo(np.int64).max
+    rim = Rim.of(core, window[inner] == rule.seed_class, halo)
+    is_seed = np.arange(count + 1) <= n_seeds
+    is_seed[0] = False
+    return BlockLabels(b, count, sizes, is_seed, reps, keys, rim)
 
 
 def label_instances(classes, labels, block: int, rule: InstanceRule, threads: int = 2,

@@ -38,6 +38,31 @@ class ObjectTable:
             np.zeros(n + 1), np.full(n + 1, -1),
         )
 
+    def grow(self, n: int) -> None:
+        """Make room for ids up to `n` (new rows empty)."""
+        have = len(self.area) - 1
+        if n <= have:
+            return
+        more = ObjectTable.empty(max(n, 2 * have) - have - 1)
+        for name in self.__dataclass_fields__:
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(more, name)]))
+
+    def add(self, block: Block, part: tuple | None, planes_shape: tuple[int, ...] = ()) -> None:
+        """Add one block's `block_measures` (objects cut by blocks add up)."""
+        if part is None:
+            return
+        ids, area, (sy, sx, si), boxes = part
+        self.grow(int(ids.max()))
+        self.area[ids] += area
+        self.sum_y[ids] += sy
+        self.sum_x[ids] += sx
+        self.intensity[ids] += si
+        np.minimum.at(self.y0, ids, boxes[:, 0])
+        np.minimum.at(self.x0, ids, boxes[:, 1])
+        np.maximum.at(self.y1, ids, boxes[:, 2])
+        np.maximum.at(self.x1, ids, boxes[:, 3])
+        self.plane[ids] = np.ravel_multi_index(block.plane, planes_shape) if block.plane else 0
+
 
 def measure(labels, image_plane, count: int, block: int, planes_shape: tuple[int, ...] = (), threads: int = 2) -> ObjectTable:
     """Measure every object of `labels` (..., Y, X) block by block.
@@ -56,21 +81,10 @@ def measure(labels, image_plane, count: int, block: int, planes_shape: tuple[int
 
 
 def table_of(parts: Iterable[tuple[Block, tuple | None]], count: int, planes_shape: tuple[int, ...] = ()) -> ObjectTable:
-    """The object table from each block's `block_measures` (objects cut by blocks add up)."""
+    """The object table from each block's `block_measures`."""
     table = ObjectTable.empty(count)
     for b, part in parts:
-        if part is None:
-            continue
-        ids, area, (sy, sx, si), boxes = part
-        table.area[ids] += area
-        table.sum_y[ids] += sy
-        table.sum_x[ids] += sx
-        table.intensity[ids] += si
-        np.minimum.at(table.y0, ids, boxes[:, 0])
-        np.minimum.at(table.x0, ids, boxes[:, 1])
-        np.maximum.at(table.y1, ids, boxes[:, 2])
-        np.maximum.at(table.x1, ids, boxes[:, 3])
-        table.plane[ids] = np.ravel_multi_index(b.plane, planes_shape) if b.plane else 0
+        table.add(b, part, planes_shape)
     return table
 
 
@@ -102,7 +116,7 @@ def block_measures(lab: np.ndarray, intensity, y0: int = 0, x0: int = 0):
     return ids, area, sums, boxes
 
 
-def write_table(table: ObjectTable, path: Path, pixel_size: float | None = None) -> None:
+def write_table(table: ObjectTable, path: Path, pixel_size: float | None = None, rows_per_batch: int = 8192) -> None:
     """CSV: id, plane, centroid (y, x), area, bounding box, mean intensity (pixels; and µm² if known)."""
     ids = np.flatnonzero(table.area)
     area = table.area[ids]
@@ -114,12 +128,13 @@ def write_table(table: ObjectTable, path: Path, pixel_size: float | None = None)
     if pixel_size:
         header.append("area_um2")
         columns.append(np.round(area * pixel_size**2, 3))
-    # Whole columns to Python numbers at once (repr of a float64 is its shortest exact form).
-    rows = zip(*(c.tolist() for c in columns))
+    # Python numbers a batch of rows at a time (repr of a float64 is its shortest exact
+    # form): a whole slide's rows as Python objects would take ~350 bytes per object.
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)
-        w.writerows(rows)
+        for start in range(0, len(ids), rows_per_batch):
+            w.writerows(zip(*(c[start : start + rows_per_batch].tolist() for c in columns)))
 
 
 def summary(table: ObjectTable) -> str:

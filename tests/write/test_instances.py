@@ -127,23 +127,24 @@ def test_segment_writes_instances_table_and_qc(tmp_path):
     assert all(abs(float(r["mean_intensity"]) - 0.9) < 1e-6 for r in rows)
 
 
-def test_first_index_and_compact_ids_match_numpy_unique():
-    from biounet.write.instances import compact_ids, first_index
+def test_first_index_matches_numpy_unique():
+    from biounet.write.instances import first_index
 
     rng = np.random.default_rng(3)
     for labels in (rng.integers(0, 50, (64, 80)).astype(np.int32), rng.integers(5, 9, (7, 9)).astype(np.int32),
                    np.zeros((4, 4), np.int32)):
-        values, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-        ids, compact, counts = compact_ids(labels)
-        expected = values if values[0] == 0 else np.concatenate([[0], values])
-        assert np.array_equal(ids, expected)
-        assert np.array_equal(ids[compact], labels)
-        assert np.array_equal(counts, [(labels == i).sum() for i in ids])
-        assert compact.dtype == np.int32
+        values, first = np.unique(labels, return_index=True)
         got = first_index(labels, int(labels.max()) + 1)
         assert np.array_equal(got[values[values > 0]], first[values > 0])
         absent = np.setdiff1d(np.arange(labels.max() + 1), values[values > 0])
         assert (got[absent] == labels.size).all()
+        # Given the pixels to consider: the first among those only.
+        at = np.flatnonzero((labels.ravel() > 0) & (np.arange(labels.size) % 3 == 0))
+        expected = np.full(int(labels.max()) + 1, labels.size)
+        for i in at[::-1]:
+            expected[labels.ravel()[i]] = i
+        expected[0] = labels.size
+        assert np.array_equal(first_index(labels, int(labels.max()) + 1, at), expected)
 
 
 def nearest_seed_labels(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -5,8 +5,8 @@ import pytest
 import tifffile
 from skimage.measure import regionprops_table
 
-from biounet.plan.blocks import Block
-from biounet.write.qc import block_measures, measure
+from biounet.plan.blocks import Block, plan_blocks
+from biounet.write.qc import ObjectTable, block_measures, measure, table_of, write_table
 from tests.conftest import bbbc039_labels
 
 
@@ -36,3 +36,24 @@ def test_empty_block_reads_no_image():
         raise AssertionError("the image of an empty block was read")
 
     assert block_measures(np.zeros((8, 8), np.int32), never) is None
+
+
+def test_table_grown_block_by_block_in_any_order_matches(shared_data, tmp_path):
+    """`finish` adds each block as pass 2 writes it, in thread order, into a table that
+    grows: the same table and the same CSV (written in row batches) as sized up front."""
+    labels = bbbc039_labels(shared_data, 3, "val").astype(np.int32)
+    image = tifffile.imread(sorted((shared_data / "bbbc039" / "val" / "images").glob("*.tif"))[3]).astype(np.float64)
+    parts = [(b, block_measures(labels[b.y0:b.y1, b.x0:b.x1], lambda b=b: image[b.y0:b.y1, b.x0:b.x1], b.y0, b.x0))
+             for b in plan_blocks((), *labels.shape, 64, 1)]
+    expected = table_of(parts, int(labels.max()))
+    grown = ObjectTable.empty(0)
+    for i in np.random.default_rng(0).permutation(len(parts)):
+        grown.add(*parts[i])
+    n = len(expected.area)
+    assert len(grown.area) >= n and not grown.area[n:].any()
+    for name in expected.__dataclass_fields__:
+        assert np.array_equal(getattr(grown, name)[:n], getattr(expected, name)), name
+    write_table(expected, tmp_path / "whole.csv", 0.5, rows_per_batch=10**9)
+    write_table(grown, tmp_path / "batches.csv", 0.5, rows_per_batch=7)
+    text = (tmp_path / "whole.csv").read_text()
+    assert text.count("\n") == int(labels.max()) + 1 and (tmp_path / "batches.csv").read_text() == text
