@@ -25,7 +25,7 @@ from biounet.model.geometry import Geometry
 from biounet.plan.blocks import Block, plan_blocks
 from biounet.postprocess import instance_rule
 from biounet.predict import resume
-from biounet.predict.device import resolve_device
+from biounet.predict.device import DeviceError, resolve_device
 from biounet.runtime import tune_malloc
 from biounet.notices import BiounetWarning
 from biounet.predict.engine import BlockError, Job, run_local
@@ -286,6 +286,11 @@ def segment(
     `cluster` ("local", "slurm", "pbs", "lsf") run the blocks on Dask workers.
     """
     t_start = time.perf_counter()
+    try:
+        if resolve_device(device).type == "cpu":
+            tune_malloc()  # before any thread of the run allocates, e.g. zarr's I/O loop (biounet.runtime)
+    except DeviceError:
+        pass  # make_plan reports it
     if workers < 1:
         raise UsageError("--workers must be at least 1")
     if part is not None and not (1 <= part[0] <= part[1]):
@@ -295,8 +300,6 @@ def segment(
         save_probabilities=save_probabilities, ngff=ngff, level=level, axes=axes,
         memory_limit=memory_limit, write_image=write_image,
     )
-    if resolve_device(plan.device).type == "cpu":
-        tune_malloc()  # before any of the run's threads allocates (biounet.runtime)
     if finalize:
         record = _existing_record(plan)
         objects, line = finish(plan, record, Path(qc_png) if qc_png else None)

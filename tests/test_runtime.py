@@ -74,3 +74,35 @@ def test_prepare_tunes_malloc_on_the_cpu():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "glibc (tuned)"
+
+
+SEGMENT_ARENAS = """
+import ctypes, sys
+from biounet.segment import segment
+
+segment(sys.argv[1], sys.argv[2], model=sys.argv[3], block=256, progress=False)
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype = ctypes.c_void_p
+libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+libc.fclose.argtypes = (ctypes.c_void_p,)
+f = libc.fopen(sys.argv[4].encode(), b"w")
+libc.malloc_info(0, f)
+libc.fclose(f)
+print(open(sys.argv[4]).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc is Linux's")
+def test_segment_runs_every_thread_in_one_malloc_arena(shared_data, tiny_model, tmp_path):
+    """Readers, writers, zarr's I/O loop and the labelling threads share one heap (peak RSS)."""
+    image = sorted((shared_data / "bbbc039" / "val" / "images").glob("*.tif"))[0]
+
+    def arenas(**env: str) -> int:
+        out = subprocess.run([sys.executable, "-c", SEGMENT_ARENAS, str(image), str(tmp_path / f"{env}.ome.zarr"),
+                              str(tiny_model), str(tmp_path / "malloc_info.xml")],
+                             capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.split()[-1])
+
+    assert arenas() == 1
+    assert arenas(BIOUNET_TUNE_MALLOC="0") > 1
