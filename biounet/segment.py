@@ -181,8 +181,8 @@ class Plan:
         the output's copy of the image if it has one (faster to read than most inputs)."""
         index = block.index_in(self.image.axes, c=self.channels[0] if self.channels else 0)
         if self.write_image:
-            return np.asarray(self.image_copy[index], dtype=np.float64)
-        return np.asarray(self.image.read(self.level, index), dtype=np.float64)
+            return np.asarray(self.image_copy[index])
+        return np.asarray(self.image.read(self.level, index))
 
     @cached_property
     def image_copy(self) -> zarr.Array:
@@ -447,9 +447,9 @@ def finish(plan: Plan, record: dict, qc_png: Path | None = None) -> tuple[int, s
                                         labels=False))
         table, adding = ObjectTable.empty(0), threading.Lock()
 
-        def each(b: Block, lab: np.ndarray) -> None:
+        def each(b: Block, lab: np.ndarray, labelled: np.ndarray) -> None:
             """Add the block's object sums as its final labels are written."""
-            part = block_measures(lab, lambda: plan.intensity(b), b.y0, b.x0)
+            part = block_measures(lab, lambda: plan.intensity(b), b.y0, b.x0, labelled)
             with adding:
                 table.add(b, part, layout.shape[:-2])
 

@@ -234,12 +234,13 @@ def first_pass(classes, labels, rule: InstanceRule, b: Block) -> BlockLabels:
 
 
 def label_instances(classes, labels, block: int, rule: InstanceRule, threads: int = 2,
-                    each: Callable[[Block, np.ndarray], None] | None = None) -> int:
+                    each: Callable[[Block, np.ndarray, np.ndarray], None] | None = None) -> int:
     """Write instance labels of the class map `classes` into `labels` (both array-like,
     same shape (..., Y, X), e.g. zarr arrays chunked by `block`). Returns the count.
 
-    `each(block, labels)` is called with every block's final labels as they are
-    written (on worker threads), e.g. to measure the objects without reading them back.
+    `each(block, labels, labelled)` is called with every block's final labels and the
+    flat indices of its labelled pixels as they are written (on worker threads), e.g.
+    to measure the objects without reading them back.
     """
     shape = classes.shape
     blocks = plan_blocks(shape[:-2], shape[-2], shape[-1], block, 1)
@@ -316,12 +317,15 @@ def label_instances(classes, labels, block: int, rule: InstanceRule, threads: in
     def second_pass(i: int) -> None:
         b = results[i].block
         region = b.plane + (slice(b.y0, b.y1), slice(b.x0, b.x1))
-        local = np.asarray(labels[region])
+        local = np.asarray(labels[region]).ravel()
         block_lut = np.concatenate([[0], lut[offsets[i] + 1 : offsets[i + 1] + 1]]).astype(np.int32)
-        final = block_lut[local]
+        labelled = np.flatnonzero(local)  # most pixels are background: map only the others
+        ids = block_lut[local[labelled]]
+        final = np.zeros(b.shape, np.int32)
+        final.ravel()[labelled] = ids
         labels[region] = final
         if each is not None:
-            each(b, final)
+            each(b, final, labelled[ids > 0])
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(second_pass, range(len(results))))

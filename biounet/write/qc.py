@@ -67,7 +67,7 @@ class ObjectTable:
 def measure(labels, image_plane, count: int, block: int, planes_shape: tuple[int, ...] = (), threads: int = 2) -> ObjectTable:
     """Measure every object of `labels` (..., Y, X) block by block.
 
-    `image_plane(block)` returns the block's intensity image (Y, X) as float.
+    `image_plane(block)` returns the block's intensity image (Y, X).
     """
     shape = labels.shape
     blocks = plan_blocks(shape[:-2], shape[-2], shape[-1], block, 1)
@@ -88,16 +88,18 @@ def table_of(parts: Iterable[tuple[Block, tuple | None]], count: int, planes_sha
     return table
 
 
-def block_measures(lab: np.ndarray, intensity, y0: int = 0, x0: int = 0):
+def block_measures(lab: np.ndarray, intensity, y0: int = 0, x0: int = 0, at: np.ndarray | None = None):
     """Per-object sums of one block of labels: (ids, area, (sum y, sum x, sum intensity),
     boxes (n, 4) as y0, x0, y1, x1), or None if the block holds no object.
 
-    `intensity()` gives the block's image, read only if there are objects. Works on
-    the labelled pixels sorted by id, so the cost follows the block, not the number
-    of objects on the slide.
+    `intensity()` gives the block's image, read only if there are objects; `at`, the
+    flat indices of the labelled pixels in raster order, if the caller has them.
+    Works on the labelled pixels sorted by id, so the cost follows the block, not
+    the number of objects on the slide.
     """
     flat = lab.ravel()
-    at = np.flatnonzero(flat)
+    if at is None:
+        at = np.flatnonzero(flat)
     if not at.size:
         return None
     values = flat[at]
@@ -107,7 +109,7 @@ def block_measures(lab: np.ndarray, intensity, y0: int = 0, x0: int = 0):
     ids = values[starts].astype(np.int64)
     area = np.diff(np.r_[starts, at.size])
     rows, cols = at // lab.shape[1], at % lab.shape[1]
-    img = np.asarray(intensity(), dtype=np.float64).ravel()[at]
+    img = np.asarray(intensity()).ravel()[at].astype(np.float64)
     sums = [np.add.reduceat(v, starts) + offset * area for v, offset in ((rows, y0), (cols, x0))]
     sums = [s.astype(np.float64) for s in sums] + [np.add.reduceat(img, starts)]
     ends = np.r_[starts[1:], at.size] - 1
