@@ -3,9 +3,11 @@
 Both run in this process with the same threads: `biounet.segment` (read,
 normalise, mirror, tile, predict, classes, instances, pyramids, object table)
 and a loop that only calls the network on batches of the same number and
-size of tiles the plan uses. Alternated in every repeat, both warm: the bare
-loop after one untimed call, `segment` after one untimed run on a small slide
-(which sets up the same tile size's kernels).
+size of tiles the plan uses. Both warm: the bare loop after one untimed call,
+`segment` after one untimed run on a small slide (which sets up the same tile
+size's kernels). Each `segment` run is bracketed by two bare runs and compared
+with their mean, so a drift of the shared machine's speed over the minutes a
+repeat takes cancels (to first order) instead of landing in the ratio.
 """
 
 from __future__ import annotations
@@ -52,16 +54,19 @@ def measure(ctx: Context) -> Section:
     seg, bare, fin = [], [], []
     plan = make_plan(slide, ctx.output("plan.ome.zarr"), model=ctx.model)
     ctx.warm_up()
+    bare.append(bare_forward(plan))
     for r in range(ctx.repeats):
         out = ctx.output(f"overhead-{r}.ome.zarr")
         result = []
         seg.append(timed(lambda: result.append(segment(slide, out, model=ctx.model, progress=False))))
         fin.append(result[0].extra["finish_seconds"])
         bare.append(bare_forward(plan))
-    ratio = ratio_stats(seg, bare)
+    ratio = ratio_stats(seg, [(before + after) / 2 for before, after in zip(bare, bare[1:])])
     tiles = sum(tile_counts(plan))
     section.lines.append(f"{size} x {size} uint16 slide, {len(plan.blocks)} blocks, {tiles} tiles of {plan.tile} px, "
-                         f"batch {plan.batch}, {torch.get_num_threads()} threads.")
+                         f"batch {plan.batch}, {torch.get_num_threads()} threads. Order: forward, then "
+                         f"(segment, forward) x {ctx.repeats}; each ratio is a segment over the mean of the "
+                         "forwards just before and after it.")
     section.lines.append("")
     section.table(["", "seconds", "MP/s"], [
         ["`segment` (everything)", Stats(seg).show(), Stats([size * size / MP / s for s in seg]).show()],

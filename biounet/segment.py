@@ -435,7 +435,7 @@ def finish(plan: Plan, record: dict, qc_png: Path | None = None) -> tuple[int, s
     output, layout = plan.output, plan.layout
     create_level0(output, "labels/instances", layout, plan.labels[1])
     classes = zarr.open_array(str(output), path="labels/classes/0", mode="r")
-    instances = zarr.open_array(str(output), path="labels/instances/0", mode="r+")
+    instances = open_level0(output, "labels/instances")
     # The instance passes are mostly scipy.ndimage, which holds the GIL: the image and
     # class pyramids (codecs, which release it) are written meanwhile on the other core.
     with ThreadPoolExecutor(1, thread_name_prefix="biounet-pyramid") as side:

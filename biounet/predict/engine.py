@@ -93,11 +93,11 @@ class Context:
 
     @cached_property
     def classes(self) -> zarr.Array:
-        return zarr.open_array(self.job.output, path="labels/classes/0", mode="r+")
+        return open_level0(self.job.output, "labels/classes")
 
     @cached_property
     def probabilities(self) -> zarr.Array:
-        return zarr.open_array(self.job.output, path="probabilities/0", mode="r+")
+        return open_level0(self.job.output, "probabilities")
 
     def region(self, block: Block, ys: slice, xs: slice) -> np.ndarray:
         """(C, Y, X) pixels of the block's plane, every channel, read now."""

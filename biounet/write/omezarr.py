@@ -180,8 +180,16 @@ def create_level0(root: Path, group_path: str, layout: OutputLayout, spec: Label
     )
 
 
+# zarr by default compares every chunk written with the fill value, to skip empty
+# ones: that check cost more than compressing (6.3 against 2.8 ms of CPU for a
+# 1024^2 uint8 chunk of classes). biounet writes each chunk once, whole: empty
+# chunks are written too (a few bytes each).
+WRITE_CONFIG = {"write_empty_chunks": True}
+
+
 def open_level0(root: Path, group_path: str) -> zarr.Array:
-    return zarr.open_array(str(root), path=level_path(group_path, 0), mode="r+")
+    """Level 0 of `group_path` ("" for the image), opened to write blocks into."""
+    return zarr.open_array(str(root), path=level_path(group_path, 0), mode="r+").with_config(WRITE_CONFIG)
 
 
 def _scale_transforms(axes: str, pixel_size: dict, factors: list[tuple[int, int]], means: bool = False) -> list[list[dict]]:
@@ -240,7 +248,7 @@ def build_pyramid(root: Path, group_path: str, axes: str, pixel_size: dict, ngff
             store=str(root), name=level_path(group_path, i), shape=shape,
             chunks=tuple(min(c, s) for c, s in zip(level0.chunks, shape)),
             dtype=level0.dtype, fill_value=0, zarr_format=zf, overwrite=True, compressors=level0.compressors,
-            **_format_kwargs(zf, axes),
+            config=WRITE_CONFIG, **_format_kwargs(zf, axes),
         )
         downsample_into(prev, arr, labels, (sy, sx))
         factors.append((factors[-1][0] * sy, factors[-1][1] * sx))
