@@ -454,7 +454,6 @@ def finish(plan: Plan, record: dict, qc_png: Path | None = None) -> tuple[int, s
                 table.add(b, part, layout.shape[:-2])
 
         count = label_instances(classes, instances, layout.block, plan.rule, each=each)
-        table.grow(count)
         write_table(table, plan.table_path, layout.pixel_size.get("x", (None,))[0])
         build_pyramid(output, "labels/instances", layout.axes, layout.pixel_size, plan.ngff, labels=True)
         for job in pyramids:

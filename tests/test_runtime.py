@@ -8,7 +8,22 @@ import pytest
 
 from biounet.runtime import allocator
 
-PROBE = """
+# Defines arenas(path): the number of malloc arenas (heaps) now, from glibc's malloc_info.
+ARENAS = """
+import ctypes
+
+def arenas(path):
+    libc = ctypes.CDLL("libc.so.6")
+    libc.fopen.restype = ctypes.c_void_p
+    libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+    libc.fclose.argtypes = (ctypes.c_void_p,)
+    f = libc.fopen(path.encode(), b"w")
+    libc.malloc_info(0, f)
+    libc.fclose(f)
+    return open(path).read().count("<heap nr=")
+"""
+
+PROBE = ARENAS + """
 import ctypes, json, sys, threading
 import numpy as np
 from biounet.runtime import allocator, tune_malloc
@@ -33,14 +48,8 @@ for t in threads:
     t.start()
 for t in threads:
     t.join()
-libc.fopen.restype = ctypes.c_void_p
-libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
-libc.fclose.argtypes = (ctypes.c_void_p,)
-f = libc.fopen(sys.argv[1].encode(), b"w")
-libc.malloc_info(0, f)
-libc.fclose(f)
-arenas = open(sys.argv[1]).read().count("<heap nr=")
-print(json.dumps({"tuned": tuned, "again": tune_malloc(), "allocator": allocator(), "mapped": mapped, "arenas": arenas}))
+print(json.dumps({"tuned": tuned, "again": tune_malloc(), "allocator": allocator(), "mapped": mapped,
+                  "arenas": arenas(sys.argv[1])}))
 """
 
 
@@ -76,19 +85,12 @@ def test_prepare_tunes_malloc_on_the_cpu():
     assert out.stdout.strip() == "glibc (tuned)"
 
 
-SEGMENT_ARENAS = """
-import ctypes, sys
+SEGMENT_ARENAS = ARENAS + """
+import sys
 from biounet.segment import segment
 
 segment(sys.argv[1], sys.argv[2], model=sys.argv[3], block=256, progress=False)
-libc = ctypes.CDLL("libc.so.6")
-libc.fopen.restype = ctypes.c_void_p
-libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
-libc.fclose.argtypes = (ctypes.c_void_p,)
-f = libc.fopen(sys.argv[4].encode(), b"w")
-libc.malloc_info(0, f)
-libc.fclose(f)
-print(open(sys.argv[4]).read().count("<heap nr="))
+print(arenas(sys.argv[4]))
 """
 
 
