@@ -16,8 +16,8 @@ import sys
 
 from benchmarks.common import Context, Section, Stats, Target, env_with, run_child
 from biounet.model.file import default_model_path, load_model
-from biounet.predict.memory import choose_tile
-from biounet.segment import DEFAULT_BLOCK, DEFAULT_MEMORY
+from biounet.plan.memory import choose_tile
+from biounet.plan.run import DEFAULT_BLOCK, DEFAULT_MEMORY
 
 # (name, variant, allocator)
 VARIANTS = [
@@ -47,7 +47,7 @@ def child(args: list[str], alloc: str) -> dict:
 def measure(ctx: Context) -> Section:
     _, spec = load_model(ctx.model or default_model_path())
     config = spec.unet
-    auto = spec.tile or choose_tile(config, DEFAULT_BLOCK, DEFAULT_MEMORY)
+    auto = spec.tile or choose_tile(config, DEFAULT_BLOCK["0.4"], DEFAULT_MEMORY)
     tiles = [ctx.sizes["tile_small"], ctx.sizes.get("tile_auto", auto)]
     variants = VARIANTS
     if ctx.smoke:  # the suite's plumbing only: plain PyTorch and the default, one tile

@@ -29,12 +29,12 @@ def _user_errors() -> dict[type, int]:
     from biounet.model.file import ModelFileError, ModelNotFoundError
     from biounet.model.geometry import TileSizeError
     from biounet.predict.device import DeviceError
-    from biounet.predict.resume import ResumeError
+    from biounet.write.runfolder import ResumeError
     from biounet.read.image import ImageReadError, ImageUsageError
-    from biounet.segment import UsageError
+    from biounet.plan.run import UsageError
     from biounet.train.data import DataError
     from biounet.train.loop import CheckpointError
-    from biounet.write.omezarr import OutputError
+    from biounet.write.store import OutputError
 
     return {
         ImageUsageError: EXIT_USAGE, UsageError: EXIT_USAGE, TileSizeError: EXIT_USAGE, DeviceError: EXIT_USAGE,
@@ -86,9 +86,9 @@ class BiounetGroup(click.Group):
             for kind, code in _user_errors().items():
                 if isinstance(err, kind):
                     _fail(str(err), code)
-            from biounet.predict.engine import BlockError
+            from biounet.pipeline.local import TaskError
 
-            if isinstance(err, BlockError):
+            if isinstance(err, TaskError):
                 _fail(f"{err} (--debug shows the traceback)", EXIT_RUNTIME)
             if isinstance(err, MemoryError):
                 _fail("out of memory: use a smaller --block or --memory-limit", EXIT_RUNTIME)

@@ -31,9 +31,9 @@ def main() -> int:
     if result.returncode:
         return result.returncode
     seconds = time.perf_counter() - start
-    from biounet.predict.resume import read_record
+    from biounet.write.runfolder import read_run_record
 
-    record = read_record(out) or {}
+    record = read_run_record(out) or {}
     print(f"nuclei: {record.get('objects')}")
     print(f"output: {out}  (open with: napari {out})")
     print(f"objects table: {SAMPLE / 'mosaic.objects.csv'}; QC overlay: {qc}")

@@ -76,14 +76,24 @@ def one_thread():
         yield
 
 
+def done_blocks(output) -> set[int]:
+    """Blocks of an output whose prediction is recorded done (its run folder's markers)."""
+    from biounet.write.runfolder import RunFolder, zarr_format_of
+
+    fmt = zarr_format_of(output)
+    return RunFolder(output, fmt).done("predict") if fmt else set()
+
+
 def zarr_arrays(path) -> dict:
-    """Every array of a zarr store, by path inside the store."""
+    """Every array of a zarr store (not its run folder), by path inside the store."""
     import zarr
 
     out = {}
 
     def walk(group, prefix=""):
         for name, node in group.members():
+            if name == ".biounet":
+                continue
             if isinstance(node, zarr.Array):
                 out[prefix + name] = node[...]
             else:

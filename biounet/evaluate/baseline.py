@@ -16,7 +16,7 @@ from skimage.feature import peak_local_max
 from skimage.filters import gaussian, threshold_otsu
 from skimage.segmentation import watershed
 
-from biounet.postprocess import remove_small
+from biounet.label.instances import remove_small
 
 
 def classical_nuclei(image: np.ndarray, sigma: float = 2.0, min_distance: int = 5, min_size: int = 10) -> np.ndarray:

@@ -27,7 +27,7 @@ from biounet.evaluate.metrics import InstanceScores, MembraneScores, aggregate, 
 from biounet.model.file import ModelSpec
 from biounet.model.unet import UNet
 from biounet.predict.normalize import with_scope
-from biounet.postprocess import postprocess
+from biounet.label.instances import postprocess
 from biounet.train.data import (
     INTERNAL_IGNORE,
     DataError,

@@ -20,7 +20,8 @@ import numpy as np
 
 from biounet.evaluate.run import load_prepared, matched_files, model_outputs, score, summarize
 from biounet.model.file import ModelSpec, save_model
-from biounet.postprocess import DEFAULTS, postprocess
+from biounet.label.instances import postprocess
+from biounet.model.postprocess import DEFAULTS
 from biounet.predict.normalize import with_scope
 from biounet.train.data import DataError, read_labels
 

@@ -135,12 +135,33 @@ def _check_zip(path: Path) -> None:
         )
 
 
+def build_network(config: UNetConfig):
+    """The network a config describes: the U-Net, or the null network of benchmarks."""
+    if config.extra.get("arch") == "null":
+        from biounet.model.null import NullUNet
+
+        return NullUNet(config)
+    return UNet(config)
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    """The spec of a model file (what it predicts and how to feed it), without building the network."""
+    payload = read_model_payload(path)
+    try:
+        return ModelSpec.from_dict(payload["spec"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(
+            f"{path} does not match the biounet U-Net ({_mismatch(err)}); "
+            "it may come from another tool or a broken export: pass another --model"
+        ) from None
+
+
 def load_model(path: str | Path) -> tuple[UNet, ModelSpec]:
     """Rebuild the network of a model file (on the CPU, in eval mode) and its spec."""
     payload = read_model_payload(path)
     try:
         spec = ModelSpec.from_dict(payload["spec"])
-        net = UNet(spec.unet)
+        net = build_network(spec.unet)
         net.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ModelFileError(

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import product
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from biounet.model.geometry import Geometry
 
 
 @dataclass(frozen=True)
@@ -86,3 +90,13 @@ def tile_starts(start: int, stop: int, tile_out: int, align: int) -> list[int]:
             starts.pop()
             break
     return starts
+
+
+def tile_window(block: Block, tile_in: int, geometry: "Geometry") -> tuple[int, int, int, int, list[int], list[int]]:
+    """Input window (y0, y1, x0, x1, in slide coordinates, may reach past the edges)
+    that a block's tiles need, and the tiles' output origins along y and x."""
+    tile_out = geometry.output_size(tile_in)
+    m = geometry.margin
+    ys = tile_starts(block.y0, block.y1, tile_out, geometry.align)
+    xs = tile_starts(block.x0, block.x1, tile_out, geometry.align)
+    return block.y0 - m, ys[-1] + tile_out + m, block.x0 - m, xs[-1] + tile_out + m, ys, xs

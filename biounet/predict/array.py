@@ -11,11 +11,11 @@ import numpy as np
 from biounet.model.file import ModelSpec
 from biounet.model.geometry import Geometry
 from biounet.model.unet import UNet
-from biounet.plan.blocks import plan_blocks
+from biounet.plan.blocks import plan_blocks, tile_window
 from biounet.plan.mirror import mirror_window
-from biounet.predict.memory import choose_tile
+from biounet.plan.memory import choose_tile
 from biounet.predict.normalize import normalization_stats, normalize
-from biounet.predict.tiles import block_window, predict_block
+from biounet.predict.tiles import predict_block
 
 DEFAULT_MEMORY = 2 * 1024**3
 
@@ -40,7 +40,7 @@ def predict_array(
     out = None
     fallback: dict = {}  # a smaller tile / batch after running out of memory, kept for later blocks
     for b in plan_blocks((), h, w, block, geometry.align):
-        y0, y1, x0, x1, _, _ = block_window(b, tile, geometry)
+        y0, y1, x0, x1, _, _ = tile_window(b, tile, geometry)
         window = normalize(mirror_window(lambda ys, xs: image[:, ys, xs], (h, w), y0, y1, x0, x1), stats)
         y = predict_block(net, window, b, tile, geometry, batch, fallback)
         if out is None:

@@ -17,22 +17,12 @@ import torch
 
 from biounet.model.geometry import Geometry
 from biounet.notices import BiounetWarning
-from biounet.plan.blocks import Block, tile_starts
+from biounet.plan.blocks import Block, tile_window
 from biounet.predict.device import run
 
 
 class DeviceMemoryError(MemoryError):
     """Out of memory even with the smallest tile and a batch of one."""
-
-
-def block_window(block: Block, tile_in: int, geometry: Geometry) -> tuple[int, int, int, int, list[int], list[int]]:
-    """Input window (y0, y1, x0, x1, in slide coordinates, may reach past the edges)
-    that a block's tiles need, and the tiles' output origins along y and x."""
-    tile_out = geometry.output_size(tile_in)
-    m = geometry.margin
-    ys = tile_starts(block.y0, block.y1, tile_out, geometry.align)
-    xs = tile_starts(block.x0, block.x1, tile_out, geometry.align)
-    return block.y0 - m, ys[-1] + tile_out + m, block.x0 - m, xs[-1] + tile_out + m, ys, xs
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -63,7 +53,7 @@ def predict_block(net: torch.nn.Module, window: np.ndarray, block: Block, tile_i
     """Network output (C_out, H, W) of `block` from its normalised input `window` (C, h, w).
 
     The window starts `margin` pixels above/left of the block and was read for
-    `tile_in` (as `block_window` says). On out of memory the block is retried with
+    `tile_in` (as `tile_window` says). On out of memory the block is retried with
     half the batch, then with smaller tiles cut from the same window; `fallback`
     (a dict the caller keeps between blocks) remembers the settings that worked,
     so later blocks start with them instead of running out of memory again.
@@ -109,7 +99,7 @@ def _free_device_memory(net: torch.nn.Module) -> None:
 def _predict_tiles(net: torch.nn.Module, window: np.ndarray, block: Block, window_tile: int, tile_in: int,
                    geometry: Geometry, batch_size: int) -> np.ndarray:
     """`predict_block` with one tile size and batch; `window` was read for `window_tile`."""
-    _, _, _, _, ys, xs = block_window(block, tile_in, geometry)
+    _, _, _, _, ys, xs = tile_window(block, tile_in, geometry)
     tile_out = geometry.output_size(tile_in)
     m = geometry.margin
     oy, ox = block.y0 - m, block.x0 - m  # slide coordinates of window[0, 0]

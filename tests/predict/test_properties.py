@@ -22,10 +22,10 @@ from biounet.model.file import load_model
 from biounet.model.geometry import Geometry
 from biounet.plan.blocks import plan_blocks
 from biounet.predict.array import predict_array
-from biounet.predict.engine import forward_whole
 from biounet.predict.normalize import normalization_stats, normalize
-from biounet.predict.tiles import block_window
+from biounet.plan.blocks import tile_window
 from biounet.segment import segment
+from tests.reference import forward_whole
 from tests.conftest import make_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -46,7 +46,7 @@ def model(tmp_path_factory):
 def work(h: int, w: int, tile: int, block: int) -> int:
     total = 0
     for b in plan_blocks((), h, w, block, GEOMETRY.align):
-        _, _, _, _, ys, xs = block_window(b, tile, GEOMETRY)
+        _, _, _, _, ys, xs = tile_window(b, tile, GEOMETRY)
         total += len(ys) * len(xs) * tile * tile
     return total
 

@@ -9,17 +9,22 @@ import zarr
 from biounet.model.file import load_model
 from biounet.model.geometry import Geometry
 from biounet.plan.blocks import plan_blocks
-from biounet.predict.engine import Job, context, forward_whole
+from biounet.pipeline import stages
+from biounet.plan.run import make_run
 from biounet.segment import segment
+from tests.reference import forward_whole
 
 
-def tiled(model, path, tile, block):
-    job = Job(input=str(path), output="", model=str(model), tile=tile, batch=3, device="cpu")
-    ctx = context(job)
-    h, w = ctx.data.shape[-2:]
+def tiled(model, path, tile, block, tmp_path):
+    from dataclasses import replace
+
+    run = replace(make_run(path, tmp_path / "unused.ome.zarr", model=model, tile=tile, block=block, device="cpu"),
+                  batch=3)
+    res = stages.Resources(run)
+    h, w = run.layout.shape[-2:]
     out = None
     for b in plan_blocks((), h, w, block, 16):
-        y = ctx.predict(b, ctx.read(b).window)
+        y = stages.predict_output(res, b, stages.read_input(res, b).window)
         out = np.zeros((y.shape[0], h, w), np.float32) if out is None else out
         out[:, b.y0 : b.y1, b.x0 : b.x1] = y
     return out
@@ -38,12 +43,12 @@ def images(tmp_path_factory):
 
 
 @pytest.mark.parametrize("shape", [(1000, 1337), (100, 90)])
-def test_tiles_and_blocks_match_one_pass(images, tiny_model, shape):
+def test_tiles_and_blocks_match_one_pass(images, tiny_model, shape, tmp_path):
     net, _ = load_model(tiny_model)
     image = tifffile.imread(images[shape])
     reference = forward_whole(net, image[None], Geometry())
     for tile, block in [(572, 1024), (1068, 1024), (572, 256), (1068, 512), (204, 64)]:
-        out = tiled(tiny_model, images[shape], tile, block)
+        out = tiled(tiny_model, images[shape], tile, block, tmp_path)
         assert np.abs(out - reference).max() <= 1e-4, (tile, block)
         assert np.array_equal(out.argmax(0), reference.argmax(0)), (tile, block)
 

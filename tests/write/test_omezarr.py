@@ -6,7 +6,7 @@ import tifffile
 import zarr
 
 from biounet.segment import segment
-from biounet.write.omezarr import OutputError
+from biounet.write.store import OutputError
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +80,21 @@ def test_image_copy_every_channel_and_plane_with_mean_levels(tiny_model, tmp_pat
 
 @pytest.mark.parametrize("labels", [True, False])
 def test_pyramid_levels_equal_whole_array_downsampling(tmp_path, labels):
-    """Levels built chunk by chunk equal shrinking the whole array, odd sizes included."""
-    from biounet.write.omezarr import LabelsSpec, OutputLayout, build_pyramid, create_level0, shrink
+    """Levels built block by block equal shrinking the whole array, odd sizes included."""
+    from biounet.plan.layout import OutputLayout
+    from biounet.write.pyramid import pyramid_block, shrink
+    from biounet.write.store import ArraySpec, OutputStore
 
     data = np.random.default_rng(7).integers(0, 50000, (2, 1100, 700)).astype(np.uint16)  # z y x
     layout = OutputLayout("zyx", data.shape, 256, {}, "0.4")
-    create_level0(tmp_path, "labels/x", layout, LabelsSpec("x", "uint16"))[...] = data
-    levels = build_pyramid(tmp_path, "labels/x", "zyx", {}, "0.4", labels=labels)
+    store = OutputStore(tmp_path, layout, [ArraySpec("labels/x", "uint16", labels=labels)])
+    store.create()
+    store.array("labels/x", 0)[...] = data
+    levels = layout.levels
     assert levels == 4  # 1100 -> 550 -> 275 -> 138 px
+    for level in range(1, levels):
+        for block in layout.blocks(level):
+            pyramid_block(store, "labels/x", level, block)
     expected = data
     root = zarr.open_group(str(tmp_path), mode="r")
     for i in range(levels):

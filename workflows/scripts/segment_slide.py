@@ -25,8 +25,10 @@ history = Path(sm.params.history)
 log = Path(sm.log[0])
 overwrite = bool(sm.params.overwrite)
 
-record = zarr_path / ".biounet" / "run.json"
-complete = not overwrite and record.is_file() and json.loads(record.read_text()).get("status") == "complete"
+from biounet.write.runfolder import read_run_record  # noqa: E402 - after the snakemake object
+
+record = read_run_record(zarr_path) if zarr_path.is_dir() else None
+complete = not overwrite and record is not None and record.get("status") == "complete"
 command = [*shlex.split(sm.params.biounet), "segment", str(sm.input.slide), "-o", str(zarr_path),
            *sm.params.options, *(["--part", "1/1"] if complete else []), "--quiet"]
 env = dict(os.environ, OMP_NUM_THREADS=str(sm.threads))

@@ -50,9 +50,11 @@ def labels_counts(zarr_path: Path) -> dict:
         out["count_from"] = "instances"
     attrs = root.attrs.get("biounet", {})
     out["status"] = attrs.get("status")
-    run = zarr_path / ".biounet" / "run.json"
-    if run.exists():
-        out["blocks"] = json.loads(run.read_text()).get("blocks")
+    from biounet.write.runfolder import read_run_record
+
+    record = read_run_record(zarr_path)
+    if record is not None:
+        out["blocks"] = record.get("blocks")
     multiscales = root["labels/classes"].attrs.get("multiscales") or root["labels/classes"].attrs.get(
         "ome", {}).get("multiscales")
     if multiscales:

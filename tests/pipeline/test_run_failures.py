@@ -21,16 +21,16 @@ from biounet.cli import main
 from biounet.model.file import load_model
 from biounet.model.geometry import Geometry
 from biounet.notices import BiounetWarning
-from biounet.predict import engine, resume, tiles
+from biounet.pipeline import stages
+from biounet.predict import tiles
 from biounet.predict.array import predict_array
-from biounet.predict.engine import forward_whole
 from biounet.segment import segment
-from tests.conftest import assert_same_output, single_thread
+from tests.conftest import assert_same_output, done_blocks, single_thread
+from tests.reference import forward_whole
 from tests.conftest import zarr_arrays as arrays
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
-    pytest.mark.filterwarnings("ignore:Object at .biounet is not recognized"),  # our resume markers
 ]
 
 
@@ -71,14 +71,14 @@ def cli_args(slide, out, model):
 
 def test_block_that_raises_stops_names_it_and_resumes(slide, tiny_model, reference, tmp_path, monkeypatch):
     out = tmp_path / "o.ome.zarr"
-    original = engine.Context.predict
+    original = stages.predict_output
 
-    def predict(self, block, window):
+    def predict(res, block, window):
         if block.index == 3:
             raise RuntimeError("boom")
-        return original(self, block, window)
+        return original(res, block, window)
 
-    monkeypatch.setattr(engine.Context, "predict", predict)
+    monkeypatch.setattr(stages, "predict_output", predict)
     r = cli(*cli_args(slide, out, tiny_model))
     assert r.exit_code == 1
     lines = r.stderr.strip().splitlines()
@@ -86,9 +86,9 @@ def test_block_that_raises_stops_names_it_and_resumes(slide, tiny_model, referen
     assert lines[0].startswith("biounet: error: block 3 (y 0-128, x 384-512) failed: RuntimeError: boom; "
                                f"3 of 12 blocks are done and kept in {out}")
     assert "rerun the same command to resume" in lines[0]
-    assert resume.done_blocks(out) == {0, 1, 2}
+    assert done_blocks(out) == {0, 1, 2}
     assert status(out) == "running" and "labels" not in zarr.open_group(str(out), path="labels").attrs
-    monkeypatch.setattr(engine.Context, "predict", original)
+    monkeypatch.setattr(stages, "predict_output", original)
     r = cli(*cli_args(slide, out, tiny_model))
     assert r.exit_code == 0, r.stderr
     assert "9 computed, 3 already done" in r.stdout
@@ -117,7 +117,7 @@ def test_unreadable_tile_during_the_run(slide, tiny_model, reference, tmp_path, 
     assert len(lines) == 1 and "Traceback" not in r.stderr
     assert lines[0].startswith(f"biounet: error: block 4 (y 0-128, x 512-640) failed: cannot read {path}")
     assert "truncated or corrupt" in lines[0] and "4 of 12 blocks are done and kept" in lines[0]
-    assert resume.done_blocks(out) == {0, 1, 2, 3} and status(out) == "running"
+    assert done_blocks(out) == {0, 1, 2, 3} and status(out) == "running"
     path.write_bytes(raw)  # repaired (same size: the same run)
     r = cli(*cli_args(path, out, tiny_model))
     assert r.exit_code == 0, r.stderr
@@ -199,7 +199,7 @@ def test_out_of_memory_even_with_the_smallest_tile(slide, tiny_model, tmp_path, 
     assert message[0].startswith("biounet: error: block 0 (y 0-128, x 0-128) failed: out of memory even with tile 204 "
                                  "and batch 1; use a smaller --block")
     assert all(line.startswith("biounet: warning: out of memory") for line in lines if line not in message)
-    assert status(out) == "running" and resume.done_blocks(out) == set()
+    assert status(out) == "running" and done_blocks(out) == set()
 
 
 def test_other_errors_are_not_retried(tiny_model, monkeypatch):
@@ -233,7 +233,7 @@ def test_ctrl_c_stops_promptly_and_the_output_resumes(tiny_model, tmp_path, ctrl
                          stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
                          preexec_fn=ctrl_c)
     deadline = time.monotonic() + 300
-    while len(resume.done_blocks(out)) < 2 and p.poll() is None and time.monotonic() < deadline:
+    while len(done_blocks(out)) < 2 and p.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert p.poll() is None, p.communicate()
     t0 = time.monotonic()
@@ -243,7 +243,7 @@ def test_ctrl_c_stops_promptly_and_the_output_resumes(tiny_model, tmp_path, ctrl
     assert p.returncode == 130, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    done = resume.done_blocks(out)
+    done = done_blocks(out)
     assert 2 <= len(done) < total
     assert lines[0] == (f"biounet: interrupted; {len(done)} of {total} blocks are done and kept in {out}: "
                         "the output is resumable, rerun the same command to continue")
@@ -262,26 +262,26 @@ def test_ctrl_c_with_several_network_threads(slide, tiny_model, tmp_path, monkey
     their current block and the run ends with Interrupted (resumable)."""
     from biounet.segment import Interrupted
 
-    original = engine.Context.predict
+    original = stages.predict_output
     seen = []
 
-    def predict(self, block, window):
+    def predict(res, block, window):
         seen.append(block.index)
         if len(seen) == 3:
             import _thread
 
             _thread.interrupt_main()
-        return original(self, block, window)
+        return original(res, block, window)
 
-    monkeypatch.setattr(engine.Context, "predict", predict)
+    monkeypatch.setattr(stages, "predict_output", predict)
     out = tmp_path / "o.ome.zarr"
     with pytest.raises(Interrupted, match="the output is resumable"):
         segment(slide, out, model=tiny_model, workers=2, **ARGS)
-    done = resume.done_blocks(out)
+    done = done_blocks(out)
     # Block 0 was predicted before block 2 started on the same thread, so it is written;
     # block 1 (the other thread) is written only if it finished before the interrupt.
     assert 0 in done and len(done) < 12 and status(out) == "running"
-    monkeypatch.setattr(engine.Context, "predict", original)
+    monkeypatch.setattr(stages, "predict_output", original)
     result = segment(slide, out, model=tiny_model, workers=2, **ARGS)
     assert (result.extra["computed"], result.extra["skipped"]) == (12 - len(done), len(done))
 
@@ -289,7 +289,7 @@ def test_ctrl_c_with_several_network_threads(slide, tiny_model, tmp_path, monkey
 def test_cluster_import_keeps_ctrl_c_an_interrupt(ctrl_c):
     """dask-jobqueue makes SIGINT call sys.exit() when imported; biounet imports it so
     that Ctrl-C still raises KeyboardInterrupt (exit 130 with the resume message)."""
-    code = ("import signal; from biounet.predict.distributed import import_jobqueue; import_jobqueue(); "
+    code = ("import signal; from biounet.pipeline.dask import import_jobqueue; import_jobqueue(); "
             "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, preexec_fn=ctrl_c)
     assert out.stdout.strip() == "True", out.stderr

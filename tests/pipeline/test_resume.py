@@ -10,10 +10,9 @@ import pytest
 import tifffile
 import zarr
 
-from biounet.predict import resume
 from biounet.segment import segment
-from biounet.write.omezarr import OutputError
-from tests.conftest import assert_same_output
+from biounet.write.store import OutputError
+from tests.conftest import assert_same_output, done_blocks
 
 
 def cli(*args, **kwargs):
@@ -66,11 +65,11 @@ def test_kill_and_resume(slide, tiny_model, reference, tmp_path, kill_after):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     p = cli(*args, env=env)
     deadline = time.monotonic() + 300
-    while len(resume.done_blocks(out)) < kill_after and time.monotonic() < deadline and p.poll() is None:
+    while len(done_blocks(out)) < kill_after and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.02)
     p.send_signal(signal.SIGKILL)
     p.communicate()
-    done_at_kill = resume.done_blocks(out)
+    done_at_kill = done_blocks(out)
     total = 5 * 6
     assert kill_after <= len(done_at_kill) < total
     assert zarr.open_group(str(out)).attrs["biounet"]["status"] == "running"

@@ -9,11 +9,12 @@ from scipy import ndimage as ndi
 import tifffile
 import zarr
 
-from biounet.postprocess import postprocess
+from biounet.label.instances import instances_from_classes, label_instances, postprocess
 from biounet.segment import segment
 from biounet.train.targets import three_class_target
 from biounet.plan.blocks import Block
-from biounet.write.instances import InstanceRule, Rim, instances_from_classes, label_instances
+from biounet.label.pass1 import Rim
+from biounet.label.rules import InstanceRule
 from benchmarks.common import threshold_model
 
 
@@ -127,24 +128,42 @@ def test_segment_writes_instances_table_and_qc(tmp_path):
     assert all(abs(float(r["mean_intensity"]) - 0.9) < 1e-6 for r in rows)
 
 
-def test_first_index_matches_numpy_unique():
-    from biounet.write.instances import first_index
+def test_describe_ids_matches_numpy():
+    """Sizes in the core, first core pixel and first seed-or-orphan pixel of every id."""
+    from biounet.label.kernels import describe_ids
 
     rng = np.random.default_rng(3)
-    for labels in (rng.integers(0, 50, (64, 80)).astype(np.int32), rng.integers(5, 9, (7, 9)).astype(np.int32),
-                   np.zeros((4, 4), np.int32)):
-        values, first = np.unique(labels, return_index=True)
-        got = first_index(labels, int(labels.max()) + 1)
-        assert np.array_equal(got[values[values > 0]], first[values > 0])
-        absent = np.setdiff1d(np.arange(labels.max() + 1), values[values > 0])
-        assert (got[absent] == labels.size).all()
-        # Given the pixels to consider: the first among those only.
-        at = np.flatnonzero((labels.ravel() > 0) & (np.arange(labels.size) % 3 == 0))
-        expected = np.full(int(labels.max()) + 1, labels.size)
-        for i in at[::-1]:
-            expected[labels.ravel()[i]] = i
-        expected[0] = labels.size
-        assert np.array_equal(first_index(labels, int(labels.max()) + 1, at), expected)
+    for shape, core in (((64, 80), (5, 60, 3, 77)), ((7, 9), (0, 7, 0, 9)), ((4, 4), (1, 3, 1, 3))):
+        local = rng.integers(0, 50, shape).astype(np.int32)
+        classes = rng.integers(0, 3, shape).astype(np.uint8)
+        count, n_seeds = int(local.max()), 30
+        y0, y1, x0, x1 = core
+        sizes, first_core, first = describe_ids(local, classes, 1, n_seeds, count, y0, y1, x0, x1)
+        inner = local[y0:y1, x0:x1]
+        assert np.array_equal(sizes, np.bincount(inner.ravel(), minlength=count + 1) * (np.arange(count + 1) > 0))
+        values, at = np.unique(inner, return_index=True)
+        expected = np.full(count + 1, inner.size)
+        expected[values[values > 0]] = at[values > 0]
+        assert np.array_equal(first_core[1:], expected[1:])
+        eligible = (local > 0) & ((classes == 1) | (local > n_seeds))
+        expected = np.full(count + 1, local.size)
+        for i in np.flatnonzero(eligible.ravel())[::-1]:
+            expected[local.ravel()[i]] = i
+        assert np.array_equal(first[1:], expected[1:])
+
+
+def test_label4_matches_scipy():
+    from biounet.label.kernels import label4
+
+    rng = np.random.default_rng(4)
+    for shape, p in (((90, 110), 0.55), ((1, 17), 0.5), ((13, 1), 0.5), ((40, 40), 0.0), ((33, 47), 1.0)):
+        mask = rng.random(shape) < p
+        got, n = label4(mask)
+        expected, m = ndi.label(mask)
+        assert n == m and np.array_equal(got, expected)
+    checker = (np.indices((31, 29)).sum(0) % 2).astype(bool)  # the most components a mask can have
+    got, n = label4(checker)
+    assert n == checker.sum() and np.array_equal(got, ndi.label(checker)[0])
 
 
 def nearest_seed_labels(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -161,7 +180,7 @@ def nearest_seed_labels(seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 def test_grow_gives_each_pixel_a_nearest_seed_and_equals_expand_labels_without_ties():
     from skimage.segmentation import expand_labels
 
-    from biounet.write.instances import grow
+    from biounet.label.pass1 import grow
 
     rng = np.random.default_rng(5)
     for distance in (1, 2, 4, 7):
@@ -186,7 +205,7 @@ def test_grow_gives_each_pixel_a_nearest_seed_and_equals_expand_labels_without_t
 
 
 def test_merged_roots_are_the_smallest_id_of_each_set():
-    from biounet.write.instances import merged_roots
+    from biounet.label.merge import merged_roots
 
     pairs = np.array([[5, 2], [2, 7], [3, 4], [9, 9]])
     assert merged_roots(10, pairs).tolist() == [0, 1, 2, 3, 3, 2, 6, 2, 8, 9]

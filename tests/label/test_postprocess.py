@@ -6,15 +6,15 @@ import tifffile
 from scipy import ndimage as ndi
 
 from biounet.evaluate.metrics import instance_scores
-from biounet.postprocess import (
+from biounet.label.instances import (
     POSTPROCESS,
-    class_map,
     components,
     postprocess,
     remove_small,
     watershed_3class,
     watershed_distance,
 )
+from biounet.predict.classes import class_map
 from biounet.train.targets import binary_target, distance_target, three_class_target
 
 

@@ -1,0 +1,51 @@
+"""Label pass 2: a block's final ids, and the sums of its objects for the object table.
+
+The block's window is labelled again exactly as in pass 1 (the same local ids:
+cheaper than storing them), then its local ids are mapped to the merge's final
+ids. The same pass sums what the object table needs per local id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from biounet.label import kernels
+from biounet.label.pass1 import label_window
+from biounet.label.rules import InstanceRule
+from biounet.plan.blocks import Block
+
+
+@dataclass
+class LocalSums:
+    """Per local id of a block: final id, pixels, sum of rows and columns (slide
+    coordinates), sum of intensities and bounding box (y0, x0, y1, x1)."""
+
+    final: np.ndarray
+    area: np.ndarray
+    sum_y: np.ndarray
+    sum_x: np.ndarray
+    intensity: np.ndarray
+    box: np.ndarray
+
+
+def second_pass(window: np.ndarray, origin: tuple[int, int], block: Block, rule: InstanceRule, lut: np.ndarray,
+                intensity: Callable[[], np.ndarray] | None = None) -> tuple[np.ndarray, LocalSums | None]:
+    """Final int32 ids of `block` (its halo `window` of classes at slide `origin`, `lut`
+    the merge's final id by local id) and, if `intensity()` (the block's image) is
+    given, the sums of its objects (None when it holds none)."""
+    y0, x0 = origin
+    cy0, cx0 = block.y0 - y0, block.x0 - x0
+    core = (slice(cy0, cy0 + block.y1 - block.y0), slice(cx0, cx0 + block.x1 - block.x0))
+    local, _ = label_window(window, rule, core)
+    local = np.ascontiguousarray(local[core])
+    lut = np.ascontiguousarray(lut, np.int32)
+    if intensity is None or not lut.any():
+        return kernels.relabel(local, lut), None
+    image = np.ascontiguousarray(intensity())
+    final, area, sum_y, sum_x, total, box = kernels.relabel_and_measure(local, lut, image, block.y0, block.x0)
+    if not area.any():
+        return final, None
+    return final, LocalSums(lut, area, sum_y, sum_x, total, box)

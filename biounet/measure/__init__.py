@@ -1,0 +1,1 @@
+"""Per-object measurements of the instances (the object table)."""

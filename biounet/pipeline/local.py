@@ -1,0 +1,270 @@
+"""Running a run's tasks in this process, on every core.
+
+The network runs predict tasks in block order on `workers` threads (torch uses
+every core inside each, or the GPU); everything else is a task on a pool of
+one thread per core, most urgent first: the next blocks' reads (so the
+network never waits), the predicted blocks' writes, then labelling, pyramids
+and the rest as their inputs appear. The CPU-side work releases the GIL
+(compiled labelling loops, codecs, numpy), so the threads run in parallel
+without the start-up and copying of worker processes, and a small input
+costs no more than its work.
+
+Ctrl-C (or a set `cancel` event) stops scheduling; tasks already running
+finish and are recorded, so a rerun continues from there.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+
+from biounet.pipeline import stages
+from biounet.pipeline.graph import Graph, Task
+from biounet.plan.blocks import Block
+
+# Most urgent first: keep the network fed, free memory, then the rest.
+PRIORITY = {"read": 0, "write": 1, "pass1": 2, "merge": 2, "pyramid": 3, "pass2": 4, "table": 5, "metadata": 6}
+
+
+class TaskError(RuntimeError):
+    """A task that failed, with the task (and its block) named."""
+
+    def __init__(self, message: str, task: Task, block: Block | None) -> None:
+        super().__init__(message)
+        self.task, self.block = task, block
+
+
+def task_failure(task: Task, block: Block | None, err: BaseException) -> TaskError:
+    """A TaskError naming the task, its block and the cause (the message of biounet's own
+    errors, type and message of others)."""
+    from biounet.predict.tiles import DeviceMemoryError
+    from biounet.read.image import ImageReadError
+
+    cause = str(err) if isinstance(err, (ImageReadError, DeviceMemoryError)) else f"{type(err).__name__}: {err}"
+    cause = cause.strip().splitlines()[0] if cause.strip() else type(err).__name__
+    if block is not None and task.stage == "predict":
+        where = f"block {block.index} ({block.describe()})"
+    elif block is not None:
+        where = f"{task.stage} of block {block.index} ({block.describe()})"
+    else:
+        where = f"{task}"
+    failure = TaskError(f"{where} failed: {cause}", task, block)
+    failure.__cause__ = err
+    return failure
+
+
+class PriorityPool:
+    """Threads taking work from one queue, lowest priority number first."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, priority: float, fn: Callable, *args) -> Future:
+        fut: Future = Future()
+        self._queue.put((priority, next(self._seq), fut, fn, args))
+        return fut
+
+    def _work(self) -> None:
+        while True:
+            _, _, fut, fn, args = self._queue.get()
+            if fut is None:
+                return
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as err:  # noqa: BLE001 - handed to whoever waits
+                fut.set_exception(err)
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._queue.put((float("inf"), next(self._seq), None, None, None))
+        for t in self._threads:
+            t.join()
+
+
+def execute(res: stages.Resources, graph: Graph, task: Task) -> None:
+    """Run one task (predict as a whole) in this process."""
+    blocks = res.run.blocks
+    if task.stage == "predict":
+        stages.predict(res, blocks[task.index])
+    elif task.stage == "pass1":
+        stages.pass1(res, blocks[task.index])
+    elif task.stage == "merge":
+        stages.merge_step(res)
+    elif task.stage == "pass2":
+        stages.pass2(res, blocks[task.index])
+    elif task.stage == "pyramid":
+        stages.pyramid(res, graph.pyramids[task.index])
+    elif task.stage == "table":
+        stages.table_step(res)
+    elif task.stage == "metadata":
+        stages.metadata_step(res)
+    else:
+        raise ValueError(f"unknown stage {task.stage!r}")
+
+
+def _written(res: stages.Resources, block: Block, output, pixels, started: float) -> float:
+    stages.write_prediction(res, block, output, pixels)
+    return time.perf_counter() - started
+
+
+class LocalRunner:
+    """Runs the tasks `todo` of `graph` (their other dependencies are done) in this process."""
+
+    def __init__(self, res: stages.Resources, graph: Graph, todo: Iterable[Task], threads: int, workers: int = 1,
+                 on_done: Callable[[Task, float | None], None] | None = None, cancel: threading.Event | None = None,
+                 prefetch: int = 2) -> None:
+        self.res, self.graph = res, graph
+        self.todo = set(todo)
+        self.threads, self.workers, self.prefetch = max(1, threads), max(1, workers), prefetch
+        self.on_done, self.cancel = on_done, cancel or threading.Event()
+        self.waiting = {t: sum(1 for d in graph.deps[t] if d in self.todo) for t in self.todo}
+        self.dependents: dict[Task, list[Task]] = {}
+        for t in self.todo:
+            for d in graph.deps[t]:
+                if d in self.todo:
+                    self.dependents.setdefault(d, []).append(t)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.finished = threading.Event()
+        self.left = len(self.todo)
+        self.running = 0
+        self.failure: list[BaseException] = []
+
+    # -- bookkeeping ------------------------------------------------------------------
+    def _stopped(self) -> bool:
+        return bool(self.failure) or self.stop.is_set() or self.cancel.is_set()
+
+    def _fail(self, task: Task, err: BaseException) -> None:
+        with self.lock:
+            if not self.failure:
+                blocks = self.res.run.blocks
+                index = self.graph.block_of(task)
+                block = blocks[index] if index is not None and task.stage != "pyramid" else None
+                self.failure.append(err if isinstance(err, KeyboardInterrupt) else task_failure(task, block, err))
+
+    def _done(self, task: Task, seconds: float) -> None:
+        ready = []
+        with self.lock:
+            self.left -= 1
+            for t in self.dependents.get(task, ()):
+                self.waiting[t] -= 1
+                if self.waiting[t] == 0:
+                    ready.append(t)
+        if self.on_done is not None:
+            self.on_done(task, seconds)
+        for t in ready:
+            self._schedule(t)
+        self._check_end()
+
+    def _check_end(self) -> None:
+        with self.lock:
+            if self.left == 0 or (self._stopped() and self.running == 0):
+                self.finished.set()
+
+    def _schedule(self, task: Task) -> None:
+        if task.stage == "predict":
+            return  # the network threads take them in order
+        with self.lock:
+            if self._stopped():
+                return
+            self.running += 1
+        fut = self.pool.submit(PRIORITY[task.stage], self._execute, task)
+        fut.add_done_callback(lambda f, task=task: self._settle(task, f))
+
+    def _execute(self, task: Task) -> float | bool:
+        """Run a queued task unless the run stopped meanwhile; its seconds (False: not run)."""
+        if self._stopped():
+            return False
+        start = time.perf_counter()
+        execute(self.res, self.graph, task)
+        return time.perf_counter() - start
+
+    def _settle(self, task: Task, fut: Future) -> None:
+        err = fut.exception()
+        with self.lock:
+            self.running -= 1
+        if err is not None:
+            self._fail(task, err)
+            self._check_end()
+        elif fut.result() is False:
+            self._check_end()
+        else:
+            self._done(task, fut.result())
+
+    # -- the network ------------------------------------------------------------------
+    def _network(self, mine: list[Task], reads: dict[Task, Future], writes: threading.Semaphore) -> None:
+        blocks = self.res.run.blocks
+        for n, task in enumerate(mine):
+            if self._stopped():
+                return
+            for ahead in mine[n : n + self.prefetch + 1]:
+                if ahead not in reads:
+                    reads[ahead] = self.pool.submit(PRIORITY["read"], stages.read_input, self.res, blocks[ahead.index])
+            block = blocks[task.index]
+            with self.lock:
+                self.running += 1
+            try:
+                window, pixels = reads.pop(task).result()
+                started = time.perf_counter()
+                output = stages.predict_output(self.res, block, window)
+            except BaseException as err:  # noqa: BLE001 - reported with the block named
+                with self.lock:
+                    self.running -= 1
+                self._fail(task, err)
+                self._check_end()
+                return
+            writes.acquire()
+            fut = self.pool.submit(PRIORITY["write"], _written, self.res, block, output, pixels, started)
+
+            def written(f: Future, task: Task = task) -> None:
+                writes.release()
+                self._settle(task, f)
+
+            fut.add_done_callback(written)
+
+    def run(self) -> None:
+        """Run every task; raise the first failure (a TaskError) or KeyboardInterrupt."""
+        if not self.todo:
+            return
+        self.pool = PriorityPool(self.threads, "biounet-cpu")
+        predicts = sorted(t for t in self.todo if t.stage == "predict")
+        reads: dict[Task, Future] = {}
+        writes = threading.Semaphore(2 * self.workers + 1)  # predicted blocks waiting to be written
+        nets = [threading.Thread(target=self._network, args=(predicts[w :: self.workers], reads, writes),
+                                 name=f"biounet-net-{w}", daemon=True) for w in range(self.workers)]
+        try:
+            for t in sorted(self.todo):
+                if t.stage != "predict" and self.waiting[t] == 0:
+                    self._schedule(t)
+            for t in nets:
+                t.start()
+            while not self.finished.wait(0.1):  # a timeout, so Ctrl-C reaches this thread
+                if self.cancel.is_set():
+                    self._check_end()
+        except KeyboardInterrupt as err:
+            self._fail(Task("predict"), err)
+        finally:
+            self.stop.set()  # network threads stop after their current block
+            for t in nets:
+                if t.is_alive():
+                    t.join()
+            for fut in reads.values():
+                fut.cancel()
+            while True:  # tasks already running finish and are recorded
+                with self.lock:
+                    if self.running == 0:
+                        break
+                self.finished.wait(0.05)
+            self.pool.shutdown()
+        if self.failure:
+            raise self.failure[0]

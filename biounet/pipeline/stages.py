@@ -1,0 +1,330 @@
+"""The stages of a run, each a function of (resources, task): what a block task does.
+
+    predict   read the block's window, run the network, class map; write classes,
+              the image copy and probabilities; keep the class map's bands
+    pass1     label the block's window; keep what the merge needs (`BlockLabels`)
+    merge     the one global step: final ids of every block's local ids
+    pass2     final ids of the block written; its rows of the object table
+    pyramid   one block of pyramid level k of one array, from level k - 1
+    table     the object table from every block's part, as CSV
+    metadata  NGFF metadata, labels list last, then status `complete`
+
+Every stage ends by recording what it finished in the run folder (after its
+data is written), so a killed run redoes only unfinished tasks. `Resources` is
+a run opened in one process (image, network, output), reused by every task of
+that process; its caches spare a local run from reading back what it made.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from biounet.label.merge import Merge, merge
+from biounet.label.pass1 import BlockLabels, first_pass
+from biounet.label.pass2 import second_pass
+from biounet.label.rules import InstanceRule, model_rule
+from biounet.label.window import Bands, halo_window
+from biounet.measure.table import ObjectTable, TablePart, summary, table_columns, csv_rows
+from biounet.plan.blocks import Block
+from biounet.plan.run import Run
+from biounet.predict.classes import class_names, model_classes
+from biounet.predict.source import BlockInput, encode_probabilities, read_block
+from biounet.write import ngff
+from biounet.write.pyramid import pyramid_block
+from biounet.write.runfolder import RunFolder
+from biounet.write.store import CLASSES, IMAGE, INSTANCES, PROBABILITIES, ArraySpec, OutputStore
+
+CLASS_COLOURS = [
+    [0, 0, 0, 0],
+    [255, 64, 64, 255],
+    [64, 200, 255, 255],
+    [255, 220, 0, 255],
+    [120, 255, 120, 255],
+    [200, 100, 255, 255],
+]
+STEPS = ("merge", "table", "metadata")  # the global steps, in the run folder's `done/steps`
+
+
+def array_specs(run: Run) -> list[ArraySpec]:
+    """The arrays a run writes, in the order their pyramids are indexed."""
+    specs = [ArraySpec(CLASSES, "uint8"), ArraySpec(INSTANCES, "int32")]
+    if run.write_image:
+        specs.append(ArraySpec(IMAGE, run.image_dtype, run.image_channels, labels=False))
+    if run.probabilities:
+        specs.append(ArraySpec(PROBABILITIES, run.probabilities, run.spec.unet.out_channels, labels=False))
+    return specs
+
+
+def class_labels(run: Run) -> list[str]:
+    return class_names(run.spec.classes, run.spec.unet.head)
+
+
+@dataclass(frozen=True)
+class PyramidTask:
+    """Block `block` (an index into the level's blocks) of level `level` of array `path`."""
+
+    index: int  # the task's number in the run folder's `done/pyramid`
+    path: str
+    level: int
+    block: int
+
+
+def pyramid_tasks(run: Run) -> list[PyramidTask]:
+    """Every pyramid block task of a run, numbered in a fixed order."""
+    tasks = []
+    for spec in array_specs(run):
+        for level in range(1, run.layout.levels):
+            for b in run.layout.blocks(level):
+                tasks.append(PyramidTask(len(tasks), spec.path, level, b.index))
+    return tasks
+
+
+class Resources:
+    """A run opened in one process: the image (read lazily), the network (loaded once),
+    the output store and run folder, and caches of what this process made."""
+
+    def __init__(self, run: Run, threads: int | None = None, cache_classes: bool = False) -> None:
+        self.run = run
+        self.threads = threads
+        self.store = OutputStore(run.output, run.layout, array_specs(run))
+        self.folder = RunFolder(run.output, run.layout.zarr_format)
+        self.rule: InstanceRule = model_rule(run.spec.postprocess)
+        self.stats = np.asarray(run.stats, dtype=np.float64)
+        self.fallback: dict = {}  # smaller tile / batch after running out of memory (see predict_block)
+        self.cache_classes = cache_classes
+        self.classes: dict[int, np.ndarray] = {}  # class maps waiting for their own pass 1 (local runs)
+        self.bands: dict[int, Bands] = {}
+        self.labels: dict[int, BlockLabels] = {}
+        self.parts: dict[int, TablePart | None] = {}
+        self._merge: Merge | None = None
+        self._lock = threading.Lock()
+        self._image = None
+        self._net = None
+        self._grid = {(b.plane, b.y0 // run.layout.block, b.x0 // run.layout.block): b for b in run.blocks}
+
+    @property
+    def image(self):
+        with self._lock:
+            if self._image is None:
+                from biounet.read.image import open_image
+
+                self._image = open_image(self.run.input, self.run.axes)
+            return self._image
+
+    @property
+    def net(self):
+        with self._lock:
+            if self._net is None:
+                from biounet.model.file import load_model
+                from biounet.predict.device import prepare, resolve_device
+
+                net, _ = load_model(self.run.model)
+                self._net = prepare(net, resolve_device(self.run.device), self.threads)
+            return self._net
+
+    def neighbour(self, block: Block, dy: int, dx: int) -> Block | None:
+        """The level-0 block dy rows and dx columns of blocks away (None outside the slide)."""
+        b = self.run.layout.block
+        return self._grid.get((block.plane, block.y0 // b + dy, block.x0 // b + dx))
+
+
+# -- predict ------------------------------------------------------------------------------
+
+
+def read_input(res: Resources, block: Block) -> BlockInput:
+    run = res.run
+    return read_block(res.image, run.level, block, run.tile, run.geometry, res.stats, run.channels,
+                      keep_pixels=run.write_image)
+
+
+def predict_output(res: Resources, block: Block, window: np.ndarray) -> np.ndarray:
+    from biounet.predict.tiles import predict_block
+
+    run = res.run
+    return predict_block(res.net, window, block, run.tile, run.geometry, run.batch, res.fallback)
+
+
+def write_prediction(res: Resources, block: Block, output: np.ndarray, pixels: np.ndarray | None) -> None:
+    """Class map and what else the output keeps of a predicted block; its bands; done."""
+    run, store = res.run, res.store
+    classes = model_classes(run.spec.postprocess, output)
+    store.write(CLASSES, 0, block, classes)
+    if pixels is not None:
+        store.write(IMAGE, 0, block, pixels if run.image_channels else pixels[0])
+    if run.probabilities:
+        store.write(PROBABILITIES, 0, block, encode_probabilities(output, run.probabilities))
+    bands = Bands.of(classes, res.rule.halo)
+    res.folder.put("bands", block.index, _pack(bands.arrays()))
+    res.bands[block.index] = bands
+    if res.cache_classes:
+        res.classes[block.index] = classes
+    res.folder.mark("predict", block.index)
+
+
+def predict(res: Resources, block: Block) -> None:
+    """The whole predict task of one block (distributed runs; local runs pipeline its parts)."""
+    window, pixels = read_input(res, block)
+    write_prediction(res, block, predict_output(res, block, window), pixels)
+
+
+# -- labels -------------------------------------------------------------------------------
+
+
+def _pack(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _unpack(data: bytes) -> dict[str, np.ndarray]:
+    import io
+
+    with np.load(io.BytesIO(data)) as f:
+        return {k: f[k] for k in f.files}
+
+
+def bands_of(res: Resources, block: Block) -> Bands:
+    bands = res.bands.get(block.index)
+    if bands is None:
+        bands = Bands(**_unpack(res.folder.get("bands", block.index)))
+        res.bands[block.index] = bands
+    return bands
+
+
+def halo_classes(res: Resources, block: Block, classes: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
+    """The block's class map with its neighbours' bands around it (and its origin)."""
+    if classes is None:
+        classes = res.store.read(CLASSES, 0, block)
+    *_, height, width = res.run.layout.shape
+    return halo_window(block, classes, lambda dy, dx: bands_of(res, res.neighbour(block, dy, dx)),
+                       res.rule.halo, height, width)
+
+
+def pass1(res: Resources, block: Block) -> None:
+    window, y0, x0 = halo_classes(res, block, res.classes.pop(block.index, None))
+    result = first_pass(window, (y0, x0), block, res.rule, res.run.layout.shape)
+    res.folder.put("pass1", block.index, result.to_bytes())
+    res.labels[block.index] = result
+    res.folder.mark("pass1", block.index)
+
+
+def labels_of(res: Resources, block: Block) -> BlockLabels:
+    result = res.labels.get(block.index)
+    if result is None:
+        result = BlockLabels.from_bytes(res.folder.get("pass1", block.index), block)
+    return result
+
+
+def merge_step(res: Resources) -> None:
+    joined = merge([labels_of(res, b) for b in res.run.blocks], res.run.layout.shape, res.rule)
+    res.folder.put("merge", 0, joined.to_bytes())
+    res._merge = joined
+    res.labels.clear()
+    res.folder.mark("steps", STEPS.index("merge"))
+
+
+def merged(res: Resources) -> Merge:
+    with res._lock:
+        if res._merge is None:
+            res._merge = Merge.from_bytes(res.folder.get("merge", 0))
+        return res._merge
+
+
+def intensity(res: Resources, block: Block) -> np.ndarray:
+    """Raw intensity of the block (first model channel), for the object table: from
+    the output's copy of the image if it has one (faster to read than most inputs)."""
+    run = res.run
+    c = run.channels[0] if run.channels else 0
+    if run.write_image:
+        return res.store.read(IMAGE, 0, block, channel=c)
+    return np.asarray(res.image.read(run.level, block.index_in(run.image_axes, c=c)))
+
+
+def pass2(res: Resources, block: Block) -> None:
+    window, y0, x0 = halo_classes(res, block)
+    lut = merged(res).block_lut(block.index)
+    final, sums = second_pass(window, (y0, x0), block, res.rule, lut, lambda: intensity(res, block))
+    res.store.write(INSTANCES, 0, block, final)
+    part = None if sums is None else TablePart.of(sums, _plane(res.run, block))
+    res.folder.put("table", block.index, part.to_bytes() if part is not None else b"")
+    res.parts[block.index] = part
+    res.folder.mark("pass2", block.index)
+
+
+def _plane(run: Run, block: Block) -> int:
+    return int(np.ravel_multi_index(block.plane, run.layout.shape[:-2])) if block.plane else 0
+
+
+def pyramid(res: Resources, task: PyramidTask) -> None:
+    block = res.run.layout.blocks(task.level)[task.block]
+    pyramid_block(res.store, task.path, task.level, block)
+    res.folder.mark("pyramid", task.index)
+
+
+# -- the end ------------------------------------------------------------------------------
+
+
+def part_of(res: Resources, block: Block) -> TablePart | None:
+    if block.index in res.parts:
+        return res.parts[block.index]
+    data = res.folder.get("table", block.index)
+    return TablePart.from_bytes(data) if data else None
+
+
+def table_step(res: Resources) -> None:
+    """The object table (CSV next to the output, written atomically) and the summary."""
+    run = res.run
+    table = ObjectTable.empty(merged(res).count)
+    for b in run.blocks:
+        table.add(part_of(res, b))
+    header, columns = table_columns(table, run.layout.pixel_size.get("x", (None,))[0])
+    path = run.table
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as f:
+        import csv
+
+        csv.writer(f).writerow(header)
+        for start in range(0, len(columns[0]), 8192):
+            f.write(csv_rows(columns, start, start + 8192))
+    os.replace(tmp, path)
+    res.folder.update_record(objects=merged(res).count, summary=summary(table))
+    res.folder.mark("steps", STEPS.index("table"))
+
+
+def metadata_step(res: Resources) -> None:
+    """NGFF metadata of every array, the labels list last, then status `complete`."""
+    run, layout = res.run, res.run.layout
+    root = Path(run.output)
+    factors = layout.factors()
+    for spec in array_specs(run):
+        axes = layout.array_shape(0, spec.channels)[0]
+        name = spec.name if spec.path else root.name
+        entry = ngff.multiscales(name, axes, layout.pixel_size, factors, not spec.labels, layout.ngff)
+        extra = None
+        if spec.path == CLASSES:
+            names = class_labels(run)
+            extra = ngff.image_label(CLASS_COLOURS[: max(2, len(names))],
+                                     [{"label-value": i, "class": c} for i, c in enumerate(names)], layout.ngff)
+        elif spec.path == INSTANCES:
+            extra = ngff.image_label(None, None, layout.ngff)
+        ngff.write_multiscales(root, spec.path, entry, layout.ngff, extra)
+    ngff.write_labels_list(root, ["classes", "instances"], layout.ngff)
+    set_status(root, "complete", run.params)
+    res.folder.update_record(status="complete")
+    res.folder.mark("steps", STEPS.index("metadata"))
+    res.folder.clean()  # resume state is of no use once the output is complete
+
+
+def set_status(output: Path, status: str, params: dict) -> None:
+    """Record the run's parameters and status in the root attributes."""
+    import zarr
+
+    root = zarr.open_group(str(output), mode="r+")
+    root.attrs["biounet"] = {"status": status, "params": params}
