@@ -168,7 +168,12 @@ def _run_tasks(res, graph, plan, run: Run, workers: int, scheduler, cluster, pro
 
                 run_dask(run, graph, todo, scheduler, cluster, workers, on_done=on_done, cancel=cancel)
             else:
-                LocalRunner(res, graph, todo, cpu_threads(), workers, on_done=on_done, cancel=cancel).run()
+                runner = LocalRunner(res, graph, todo, cpu_threads(), workers, on_done=on_done, cancel=cancel)
+                try:
+                    runner.run()
+                finally:
+                    for step, cpu in runner.clock.seconds.items():
+                        seconds[f"cpu {step}"] = seconds.get(f"cpu {step}", 0.0) + cpu
             if cancel is not None and cancel.is_set():
                 raise KeyboardInterrupt
     except TaskError as err:
@@ -303,8 +308,7 @@ def _create(run: Run) -> tuple[Run, dict]:
     OutputStore(output, run.layout, array_specs(run)).create()
     folder = RunFolder(output, run.layout.zarr_format)
     graph = Graph(run)
-    for stage in ("predict", "pass1", "pass2", "pyramid"):
-        folder.create_markers(stage, graph.count(stage))
+    folder.create_markers("pyramid", graph.count("pyramid"))
     folder.create_markers("steps", len(STEPS))
     for kind, count in (("bands", len(run.blocks)), ("pass1", len(run.blocks)), ("table", len(run.blocks)),
                         ("merge", 1)):
@@ -349,7 +353,7 @@ def write_qc_png(res, path: Path, max_size: int = 2048) -> None:
     image = res.image
     index = tuple(0 if a in "tz" else (run.channels[0] if run.channels else 0) if a == "c"
                   else slice(None, None, factor) for a in image.axes)
-    data = np.asarray(image.levels[run.level][index].compute())
+    data = image.read(run.level, index)
     overlay_png(data[: lab.shape[0], : lab.shape[1]], lab, path)
 
 

@@ -78,7 +78,7 @@ def one_thread():
 
 def done_blocks(output) -> set[int]:
     """Blocks of an output whose prediction is recorded done (its run folder's markers)."""
-    from biounet.write.runfolder import RunFolder, zarr_format_of
+    from biounet.write.runfolder import RunFolder, zarr_format_of  # noqa: F401
 
     fmt = zarr_format_of(output)
     return RunFolder(output, fmt).done("predict") if fmt else set()

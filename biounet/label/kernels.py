@@ -96,6 +96,16 @@ def grow(seeds: np.ndarray, mask: np.ndarray, offsets: np.ndarray) -> np.ndarray
 
 
 @njit(**_OPTIONS)
+def any_other(classes: np.ndarray, seed_class: int) -> bool:
+    """Whether any pixel is foreground of another class than `seed_class`."""
+    flat = classes.ravel()
+    for i in range(flat.size):
+        if flat[i] != 0 and flat[i] != seed_class:
+            return True
+    return False
+
+
+@njit(**_OPTIONS)
 def add_orphans(local: np.ndarray, foreground: np.ndarray, y0: int, y1: int, x0: int, x1: int, first_id: int) -> int:
     """Number the 4-connected components of foreground that `local` leaves at 0 inside
     rows y0:y1, columns x0:x1, from `first_id` on, in raster order (in place).

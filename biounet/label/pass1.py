@@ -45,12 +45,14 @@ def label_window(classes: np.ndarray, rule: InstanceRule, core: tuple[slice, sli
     """Seeded expansion inside one window: int32 labels, seeds first (ids 1..n_seeds),
     then orphans of `core` (default: the whole window) in raster order."""
     classes = np.ascontiguousarray(classes)
+    seeds = classes == rule.seed_class
+    local, n_seeds = kernels.label4(seeds)
     foreground = classes > 0
-    local, n_seeds = kernels.label4(classes == rule.seed_class)
     if rule.expand > 0:
         local = kernels.grow(local, foreground, disc_offsets(rule.expand))
-    ys, xs = core or (slice(0, classes.shape[0]), slice(0, classes.shape[1]))
-    kernels.add_orphans(local, foreground, ys.start, ys.stop, xs.start, xs.stop, n_seeds + 1)
+    if kernels.any_other(classes, rule.seed_class):  # else every foreground pixel is a seed: no orphans
+        ys, xs = core or (slice(0, classes.shape[0]), slice(0, classes.shape[1]))
+        kernels.add_orphans(local, foreground, ys.start, ys.stop, xs.start, xs.stop, n_seeds + 1)
     return local, int(n_seeds)
 
 

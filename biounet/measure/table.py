@@ -35,21 +35,19 @@ class TablePart:
     def of(cls, sums: LocalSums, plane: int) -> "TablePart":
         """Group a block's local sums by final id (several local ids may be one object)."""
         have = np.flatnonzero(sums.area)
-        final = sums.final[have]
-        ids, where = np.unique(final, return_inverse=True)
-        n = len(ids)
+        order = have[np.argsort(sums.final[have], kind="stable")]  # local ids by final id
+        final = sums.final[order]
+        starts = np.flatnonzero(np.r_[True, final[1:] != final[:-1]]) if len(final) else np.zeros(0, np.int64)
 
-        def add(values: np.ndarray, dtype) -> np.ndarray:
-            out = np.zeros(n, dtype)
-            np.add.at(out, where, values[have])
-            return out
+        def add(values: np.ndarray) -> np.ndarray:
+            return np.add.reduceat(values[order], starts) if len(starts) else values[:0]
 
-        box = np.empty((n, 4), np.int64)
-        box[:, :2], box[:, 2:] = np.iinfo(np.int64).max, -1
-        for k, op in ((0, np.minimum), (1, np.minimum), (2, np.maximum), (3, np.maximum)):
-            op.at(box[:, k], where, sums.box[have, k])
-        return cls(ids.astype(np.int64), plane, add(sums.area, np.int64), add(sums.sum_y, np.int64),
-                   add(sums.sum_x, np.int64), add(sums.intensity, np.float64), box)
+        box = sums.box[order]
+        box = np.stack([np.minimum.reduceat(box[:, 0], starts), np.minimum.reduceat(box[:, 1], starts),
+                        np.maximum.reduceat(box[:, 2], starts), np.maximum.reduceat(box[:, 3], starts)], 1) \
+            if len(starts) else np.zeros((0, 4), np.int64)
+        return cls(final[starts].astype(np.int64), plane, add(sums.area), add(sums.sum_y), add(sums.sum_x),
+                   add(sums.intensity), box)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from biounet.pipeline.stages import STEPS, PyramidTask, pyramid_tasks
+from biounet.pipeline.stages import PyramidTask, pyramid_tasks
 from biounet.plan.run import Run
 from biounet.write.store import INSTANCES
 
 BLOCK_STAGES = ("predict", "pass1", "pass2")
 STAGES = ("predict", "pass1", "merge", "pass2", "pyramid", "table", "metadata")
+GLOBAL = ("merge", "table", "metadata")
 
 
 @dataclass(frozen=True, order=True)
@@ -34,18 +35,11 @@ class Task:
     index: int = 0
 
     @property
-    def marker(self) -> tuple[str, int]:
-        """(marker array, index) in the run folder that records it done."""
-        if self.stage in STEPS:
-            return "steps", STEPS.index(self.stage)
-        return self.stage, self.index
-
-    @property
     def needs_gpu(self) -> bool:
         return self.stage == "predict"
 
     def __str__(self) -> str:
-        return self.stage if self.stage in STEPS else f"{self.stage} {self.index}"
+        return self.stage if self.stage in GLOBAL else f"{self.stage} {self.index}"
 
 
 class Graph:

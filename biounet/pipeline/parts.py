@@ -16,6 +16,7 @@ Blocks are shards for NGFF 0.5, so the ranges never share a file.
 from __future__ import annotations
 
 from biounet.pipeline.graph import Graph, Task
+from biounet.pipeline.stages import STEPS
 from biounet.write.runfolder import BusyError, Lease, RunFolder
 from biounet.write.store import INSTANCES, OutputError
 
@@ -68,8 +69,10 @@ class Selection:
         out: set[Task] = set()
         for stage in ("predict", "pass1", "pass2", "pyramid"):
             out.update(Task(stage, i) for i in self.folder.done(stage))
+        if self.folder.done("merge"):
+            out.add(Task("merge"))
         steps = self.folder.done("steps")
-        out.update(Task(name) for i, name in enumerate(("merge", "table", "metadata")) if i in steps)
+        out.update(Task(name) for i, name in enumerate(STEPS) if i in steps)
         return out
 
     def kept_counts(self) -> dict[str, int]:

@@ -47,7 +47,7 @@ CLASS_COLOURS = [
     [120, 255, 120, 255],
     [200, 100, 255, 255],
 ]
-STEPS = ("merge", "table", "metadata")  # the global steps, in the run folder's `done/steps`
+STEPS = ("table", "metadata")  # the global steps with markers in the run folder's `done/steps`
 
 
 def array_specs(run: Run) -> list[ArraySpec]:
@@ -127,10 +127,20 @@ class Resources:
                 self._net = prepare(net, resolve_device(self.run.device), self.threads)
             return self._net
 
+    def network_on_cpu(self) -> bool:
+        """Whether a (non-trivial) network runs on this process's CPU."""
+        from biounet.predict.device import resolve_device
+
+        return resolve_device(self.run.device).type == "cpu" and not getattr(self.net, "cheap", False)
+
     def neighbour(self, block: Block, dy: int, dx: int) -> Block | None:
         """The level-0 block dy rows and dx columns of blocks away (None outside the slide)."""
         b = self.run.layout.block
         return self._grid.get((block.plane, block.y0 // b + dy, block.x0 // b + dx))
+
+
+def network_on_cpu(res: Resources) -> bool:
+    return res.network_on_cpu()
 
 
 # -- predict ------------------------------------------------------------------------------
@@ -159,11 +169,10 @@ def write_prediction(res: Resources, block: Block, output: np.ndarray, pixels: n
     if run.probabilities:
         store.write(PROBABILITIES, 0, block, encode_probabilities(output, run.probabilities))
     bands = Bands.of(classes, res.rule.halo)
-    res.folder.put("bands", block.index, _pack(bands.arrays()))
     res.bands[block.index] = bands
+    res.folder.put("bands", block.index, _pack(bands.arrays()))  # marks the block predicted
     if res.cache_classes:
         res.classes[block.index] = classes
-    res.folder.mark("predict", block.index)
 
 
 def predict(res: Resources, block: Block) -> None:
@@ -212,7 +221,6 @@ def pass1(res: Resources, block: Block) -> None:
     result = first_pass(window, (y0, x0), block, res.rule, res.run.layout.shape)
     res.folder.put("pass1", block.index, result.to_bytes())
     res.labels[block.index] = result
-    res.folder.mark("pass1", block.index)
 
 
 def labels_of(res: Resources, block: Block) -> BlockLabels:
@@ -227,7 +235,6 @@ def merge_step(res: Resources) -> None:
     res.folder.put("merge", 0, joined.to_bytes())
     res._merge = joined
     res.labels.clear()
-    res.folder.mark("steps", STEPS.index("merge"))
 
 
 def merged(res: Resources) -> Merge:
@@ -255,7 +262,6 @@ def pass2(res: Resources, block: Block) -> None:
     part = None if sums is None else TablePart.of(sums, _plane(res.run, block))
     res.folder.put("table", block.index, part.to_bytes() if part is not None else b"")
     res.parts[block.index] = part
-    res.folder.mark("pass2", block.index)
 
 
 def _plane(run: Run, block: Block) -> int:

@@ -201,10 +201,10 @@ def make_run(
     memory = parse_size(memory_limit)
     if output.resolve() == input.resolve() or input.resolve() in output.resolve().parents:
         raise UsageError("the output must not be the input or lie inside it")
-    if not 0 <= level < len(image.levels):
-        raise UsageError(f"--level {level} does not exist: the image has levels 0..{len(image.levels) - 1}")
+    if not 0 <= level < len(image.readers):
+        raise UsageError(f"--level {level} does not exist: the image has levels 0..{len(image.readers) - 1}")
     channels = select_channels(image, channel, spec.unet.in_channels)
-    data = image.levels[level]
+    data = image.readers[level]
     label_axes = image.axes.replace("c", "")
     label_shape = tuple(n for a, n in zip(image.axes, data.shape) if a != "c")
     height, width = label_shape[-2:]
@@ -233,8 +233,8 @@ def make_run(
 def _level_pixel_size(image, level: int) -> dict:
     if level == 0:
         return dict(image.pixel_size)
-    fy = image.levels[0].shape[-2] / image.levels[level].shape[-2]
-    fx = image.levels[0].shape[-1] / image.levels[level].shape[-1]
+    fy = image.level_shape(0)[-2] / image.level_shape(level)[-2]
+    fx = image.level_shape(0)[-1] / image.level_shape(level)[-1]
     out = dict(image.pixel_size)
     for a, f in (("y", fy), ("x", fx)):
         if a in out:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Sequence
 
-import dask.array as da
 import numpy as np
 
 if TYPE_CHECKING:
@@ -30,16 +29,16 @@ def sample_for_stats(image: "Image", channels: list[int] | None, first_level: in
     read straight from the file.
     """
     axes = image.axes
-    levels = image.levels
+    readers = image.readers
 
-    def plane_pixels(arr: da.Array) -> int:
-        return arr.shape[axes.index("y")] * arr.shape[axes.index("x")]
+    def plane_pixels(shape: tuple[int, ...]) -> int:
+        return shape[axes.index("y")] * shape[axes.index("x")]
 
     index = first_level
-    for i in range(first_level + 1, len(levels)):
-        if plane_pixels(levels[i]) >= MIN_LEVEL_PIXELS:
+    for i in range(first_level + 1, len(readers)):
+        if plane_pixels(readers[i].shape) >= MIN_LEVEL_PIXELS:
             index = i
-    level = levels[index]
+    shape, chunks = readers[index].shape, readers[index].chunks
 
     def channels_first(values: np.ndarray) -> np.ndarray:
         """(C, N) of a region read in `axes` order (all channels)."""
@@ -48,23 +47,22 @@ def sample_for_stats(image: "Image", channels: list[int] | None, first_level: in
             values = values[channels]
         return values.reshape(values.shape[0], -1)
 
-    per_channel = level.size // image.size("c")
+    per_channel = math.prod(shape) // image.size("c")
     if per_channel <= SAMPLE_PIXELS:
-        return channels_first(image.read(index, (slice(None),) * level.ndim)).astype(np.float64)
-    # Evenly spaced chunks over the block grid (every axis but the channel axis).
+        return channels_first(image.read(index, (slice(None),) * len(shape))).astype(np.float64)
+    # Evenly spaced chunks over the chunk grid (every axis but the channel axis).
     spatial = [i for i, a in enumerate(axes) if a != "c"]
-    grid = [level.numblocks[i] for i in spatial]
+    grid = [-(-shape[i] // chunks[i]) for i in spatial]
     nblocks = math.prod(grid)
-    chunk_px = math.prod(max(level.chunks[i]) for i in spatial)
+    chunk_px = math.prod(chunks[i] for i in spatial)
     want = max(1, min(nblocks, math.ceil(SAMPLE_PIXELS / max(chunk_px, 1))))
     picks = np.unique(np.linspace(0, nblocks - 1, want).round().astype(int))
     parts = []
     for flat in picks:
         at = dict(zip(spatial, np.unravel_index(flat, grid)))
         key = tuple(
-            slice(None) if i not in at else
-            slice(sum(level.chunks[i][: at[i]]), sum(level.chunks[i][: at[i] + 1]))
-            for i in range(level.ndim)
+            slice(None) if i not in at else slice(at[i] * chunks[i], min((at[i] + 1) * chunks[i], shape[i]))
+            for i in range(len(shape))
         )
         parts.append(channels_first(image.read(index, key)))
     return np.concatenate(parts, axis=1).astype(np.float64)

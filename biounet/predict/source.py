@@ -26,14 +26,13 @@ def read_block(image, level: int, block: Block, tile: int, geometry: Geometry, s
     """The block's normalised input window, mirrored beyond the slide's edges (and its
     own pixels, to be copied into the output image)."""
     axes = image.axes
-    data = image.levels[level]
 
     def region(ys: slice, xs: slice) -> np.ndarray:
         arr = image.read(level, block.index_in(axes, ys, xs))
         return arr if "c" in axes else arr[None]
 
     y0, y1, x0, x1, _, _ = tile_window(block, tile, geometry)
-    raw = mirror_window(region, data.shape[-2:], y0, y1, x0, x1)
+    raw = mirror_window(region, image.level_shape(level)[-2:], y0, y1, x0, x1)
     pixels = None
     if keep_pixels:
         pixels = raw[:, block.y0 - y0 : block.y1 - y0, block.x0 - x0 : block.x1 - x0].copy()

@@ -116,6 +116,8 @@ def _predict_tiles(net: torch.nn.Module, window: np.ndarray, block: Block, windo
         y = run(net, x).float().cpu()
         if y.shape[-1] != tile_out:  # a same-padded network: keep the centre
             y = y[..., m : m + tile_out, m : m + tile_out]
+        if len(tiles) == 1:  # one tile covers the block (the usual case): its top-left part is the block
+            return y.numpy()[0, :, : block.y1 - block.y0, : block.x1 - block.x0]
         if out is None:
             out = np.empty((y.shape[1],) + block.shape, dtype=np.float32)
         for (ty, tx), tile in zip(batch, y.numpy()):

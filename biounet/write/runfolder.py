@@ -5,17 +5,19 @@ ome-zarr-py and napari walk the output without warnings:
 
 - the group's attributes: the run record (parameters that determine the
   result, normalisation statistics, batch, status), written atomically;
-- `done/<stage>`: one uint8 array per stage with one-element chunks; the chunk
-  of task i exists once task i finished (zarr does not write empty chunks by
-  default, so a missing data chunk could not say "not done");
 - `records/<kind>`: per-task records (a block's class-map bands, its pass-1
   labels, its object-table part; the merge), each a row of a uint8 array
-  (length-prefixed bytes, zstd chunks of 1 MiB); a record counts only once the
-  task's marker exists;
+  (length-prefixed bytes in zstd chunks of 256 KiB); the row's first chunk is
+  written last, so its existence says the task is done;
+- `done/<stage>`: for tasks without a record (pyramid blocks, the table,
+  metadata), one uint8 array per stage with one-element chunks: the chunk of
+  task i exists once task i finished (zarr does not write empty chunks by
+  default, so a missing data chunk could not say "not done");
 - `lock`: a group whose attributes name the run that is writing the output.
 
-Markers are written last and atomically (a temporary file, then a rename), so
-a kill at any moment leaves either a finished task or one to redo.
+Markers and records are written atomically (a temporary file, then a rename),
+after the task's data, so a kill at any moment leaves either a finished task
+or one to redo.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 RUN_FOLDER = ".biounet"
-RECORD_CHUNK = 1 << 20
+RECORD_CHUNK = 1 << 18
 RECORD_MAX = 1 << 40
 HEARTBEAT = 20.0  # seconds between lock refreshes
 STALE = 120.0  # a lock not refreshed for this long belongs to a dead run
@@ -85,6 +87,19 @@ def zarr_format_of(output: Path) -> int | None:
     return None
 
 
+# Stages whose record marks them done (the others have markers in `done/<stage>`).
+RECORDED = {"predict": "bands", "pass1": "pass1", "pass2": "table", "merge": "merge"}
+
+
+def _flat_keys(zarr_format: int) -> dict:
+    """Chunk keys "i.j" (v2) or "c.i.j" (v3): one folder per array, listed at once."""
+    return {"name": "v2" if zarr_format == 2 else "default", "separator": "."}
+
+
+def _key(zarr_format: int, *coords: int) -> str:
+    return ("" if zarr_format == 2 else "c.") + ".".join(map(str, coords))
+
+
 def read_run_record(output: str | os.PathLike) -> dict | None:
     """The run record of an output (None if it has none)."""
     fmt = zarr_format_of(Path(output))
@@ -125,62 +140,86 @@ class RunFolder:
 
     # -- markers ----------------------------------------------------------------------
     def create_markers(self, stage: str, count: int) -> None:
-        """The marker array of a stage with `count` tasks."""
+        """The marker array of a stage with `count` tasks (one-element chunks, keys flat)."""
         import zarr
 
         zarr.create_array(store=str(self.output), name=f"{RUN_FOLDER}/done/{stage}", shape=(max(count, 1),),
                           chunks=(1,), dtype="uint8", fill_value=0, compressors=None, zarr_format=self.zarr_format,
-                          overwrite=True, **({"chunk_key_encoding": {"name": "v2", "separator": "/"}}
-                                             if self.zarr_format == 2 else {}))
+                          overwrite=True, chunk_key_encoding=_flat_keys(self.zarr_format))
 
-    def _chunk_dir(self, stage: str) -> Path:
-        base = self.path / "done" / stage
-        return base if self.zarr_format == 2 else base / "c"
+    def _marker(self, stage: str, index: int) -> Path:
+        return self.path / "done" / stage / _key(self.zarr_format, index)
 
     def mark(self, stage: str, index: int) -> None:
         """Record task `index` of `stage` as finished (after its results are written)."""
-        folder = self._chunk_dir(stage)
-        folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / str(index), b"\x01")
+        _atomic_write(self._marker(stage, index), b"\x01")
 
     def done(self, stage: str) -> set[int]:
-        """Indices of the finished tasks of `stage`."""
-        folder = self._chunk_dir(stage)
-        if not folder.is_dir():
+        """Indices of the finished tasks of `stage` (for stages with records: whose
+        record is complete)."""
+        if stage in RECORDED:
+            return self._recorded(RECORDED[stage])
+        folder = self.path / "done" / stage
+        prefix = "" if self.zarr_format == 2 else "c."
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
             return set()
-        return {int(name) for name in os.listdir(folder) if name.isdigit()}
-
-    def is_done(self, stage: str, index: int) -> bool:
-        return (self._chunk_dir(stage) / str(index)).exists()
+        return {int(n[len(prefix):]) for n in names if n.startswith(prefix) and n[len(prefix):].isdigit()}
 
     # -- records ----------------------------------------------------------------------
     def create_records(self, kind: str, count: int) -> None:
         import zarr
 
-        kwargs = {"chunk_key_encoding": {"name": "v2", "separator": "/"}} if self.zarr_format == 2 else {}
         zarr.create_array(store=str(self.output), name=f"{RUN_FOLDER}/records/{kind}",
                           shape=(max(count, 1), RECORD_MAX), chunks=(1, RECORD_CHUNK), dtype="uint8",
-                          fill_value=0, zarr_format=self.zarr_format, overwrite=True, **kwargs)
+                          fill_value=0, zarr_format=self.zarr_format, overwrite=True,
+                          chunk_key_encoding=_flat_keys(self.zarr_format))
 
-    def _records(self, kind: str):
-        with self._lock:
-            if kind not in self._arrays:
-                import zarr
+    def _record_chunk(self, kind: str, index: int, piece: int) -> Path:
+        return self.path / "records" / kind / _key(self.zarr_format, index, piece)
 
-                self._arrays[kind] = zarr.open_array(str(self.output), path=f"{RUN_FOLDER}/records/{kind}", mode="r+")
-            return self._arrays[kind]
+    def _recorded(self, kind: str) -> set[int]:
+        """Rows of a records array whose first chunk (written last) exists."""
+        prefix = "" if self.zarr_format == 2 else "c."
+        try:
+            names = os.listdir(self.path / "records" / kind)
+        except FileNotFoundError:
+            return set()
+        out = set()
+        for name in names:
+            if name.startswith(prefix) and name.endswith(".0"):
+                row = name[len(prefix) : -2]
+                if row.isdigit():
+                    out.add(int(row))
+        return out
 
     def put(self, kind: str, index: int, payload: bytes) -> None:
-        """Store a task's record (the task's marker, written after, makes it count)."""
-        data = np.frombuffer(len(payload).to_bytes(8, "little") + payload, np.uint8)
+        """Store a task's record: row `index` of the records array, its zstd chunks
+        written directly, the first one last and atomically: it marks the task done."""
+        import numcodecs
+
+        data = len(payload).to_bytes(8, "little") + payload
         if len(data) > RECORD_MAX:
             raise ValueError(f"a {kind} record of {len(data)} bytes is too large")
-        self._records(kind)[index, : len(data)] = data
+        codec = numcodecs.Zstd(level=1)
+        pieces = range(0, len(data), RECORD_CHUNK)
+        for piece in reversed(range(len(pieces))):
+            raw = data[pieces[piece] : pieces[piece] + RECORD_CHUNK]
+            _atomic_write(self._record_chunk(kind, index, piece), codec.encode(raw + bytes(RECORD_CHUNK - len(raw))))
 
     def get(self, kind: str, index: int) -> bytes:
-        arr = self._records(kind)
-        size = int.from_bytes(np.asarray(arr[index, :8]).tobytes(), "little")
-        return np.asarray(arr[index, 8 : 8 + size]).tobytes()
+        import numcodecs
+
+        codec = numcodecs.Zstd()
+        first = bytes(codec.decode(self._record_chunk(kind, index, 0).read_bytes()))
+        size = int.from_bytes(first[:8], "little")
+        data = first[8:]
+        piece = 1
+        while len(data) < size:
+            data += bytes(codec.decode(self._record_chunk(kind, index, piece).read_bytes()))
+            piece += 1
+        return data[:size]
 
     # -- the lock ---------------------------------------------------------------------
     def acquire(self, command: str, name: str = "lock", wait: bool = False) -> "Lease":
