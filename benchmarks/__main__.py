@@ -19,11 +19,13 @@ from pathlib import Path
 
 from benchmarks.common import ROOT, Context, Section
 
-SECTIONS = ["overhead", "network", "peers", "tiles", "memory", "scaling", "training"]
+SECTIONS = ["overhead", "network", "peers", "tiles", "memory", "scaling", "training", "pipeline"]
 FULL = {"pipeline": 4096, "tiles_slide": 2048, "tile_small": 572, "tiles": [572, 796, 1068, 1580], "memory": [4096, 16384, 32768],
-        "sgemm": 2048, "train_tile": 572, "warm_up": 1024}
+        "sgemm": 2048, "train_tile": 572, "warm_up": 1024,
+        "pipeline_sizes": [8192, 16384, 32768]}
 SMOKE = {"pipeline": 512, "tiles_slide": 512, "tile_small": 204, "tile_auto": 252, "tiles": [252], "memory": [256, 512],
-         "sgemm": 256, "train_tile": 204, "warm_up": 256}
+         "sgemm": 256, "train_tile": 204, "warm_up": 256,
+        "pipeline_sizes": [256, 512]}
 
 
 def render(sections: list[Section], machine: dict, args: argparse.Namespace, seconds: float) -> str:
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     ctx = Context(args.workdir, args.repeats, args.smoke, SMOKE if args.smoke else FULL, args.model)
 
-    from biounet.runtime import describe
+    from biounet.system import describe
 
     import torch
 

@@ -152,6 +152,8 @@ def run_child(cmd: list[str], env: dict | None = None, poll: float = 0.05) -> Ch
     until it exits: getrusage's ru_maxrss would report the parent's size, which
     a forked child inherits.
     """
+    env = dict(os.environ if env is None else env)
+    env.setdefault("TQDM_DISABLE", "1")  # segment's summary lines, without a progress bar
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)

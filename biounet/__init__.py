@@ -1,6 +1,6 @@
 """biounet: U-Net segmentation of microscopy slides too big for memory."""
 
-__version__ = "0.1.0"
+from biounet.version import __version__  # noqa: E402
 
 from biounet.read.image import open_image  # noqa: E402
 from biounet.segment import segment  # noqa: E402

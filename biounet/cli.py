@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from biounet import __version__
+from biounet.version import __version__
 
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
@@ -32,7 +32,7 @@ def _user_errors() -> dict[type, int]:
     from biounet.write.runfolder import ResumeError
     from biounet.read.image import ImageReadError, ImageUsageError
     from biounet.plan.run import UsageError
-    from biounet.train.data import DataError
+    from biounet.read.files import DataError
     from biounet.train.loop import CheckpointError
     from biounet.write.store import OutputError
 
@@ -109,7 +109,8 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output OME-Zarr (e.g. slide.ome.zarr).")
 @click.option("--model", type=click.Path(path_type=Path), help="Model file (default: the shipped nuclei model).")
 @click.option("--tile", type=int, help="Input tile size (188 + 16k for depth 5); default: automatic.")
-@click.option("--block", type=int, default=1024, show_default=True, help="Output block (and chunk) size in pixels.")
+@click.option("--block", type=int, help="Block size in pixels, the unit of work and of writing: one chunk for "
+              "NGFF 0.4 (default 1024), one shard of 4 x 4 chunks for NGFF 0.5 (default 4096).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Network threads working on blocks at once.")
 @click.option("--channel", multiple=True, help="Input channel(s) for the model, by index or name (repeatable).")
@@ -122,7 +123,8 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--part", help="Compute only share I of N of the blocks (I/N, e.g. a SLURM array task).")
-@click.option("--finalize", is_flag=True, help="After all parts: build pyramids and metadata.")
+@click.option("--finalize", is_flag=True, help="After all parts: labels, pyramids, table and metadata (with --part: "
+              "this part's share; the last part to finish completes the output).")
 @click.option("--scheduler", help="Address of a running dask.distributed scheduler.")
 @click.option("--cluster", type=click.Choice(["local", "slurm", "pbs", "lsf"]), help="Start a Dask cluster with --workers workers (jobs).")
 @click.option("--qc-png", type=click.Path(path_type=Path), help="Write an overlay thumbnail (image + instance outlines).")
@@ -132,19 +134,24 @@ def segment(input: Path, output: Path, model, tile, block, device, workers, chan
 
     Rerunning the same command after an interrupted run resumes it.
     """
-    from biounet.segment import segment as run
+    from biounet.segment import describe_tasks, segment as run
 
     result = run(
         input, output, model=model, tile=tile, block=block, device=device, workers=workers,
         channel=list(channel) or None, overwrite=overwrite, save_probabilities=save_probabilities,
         ngff=ngff, level=level, axes=axes, memory_limit=memory_limit, write_image=not no_image,
         progress=not quiet, part=_parse_part(part), finalize=finalize, scheduler=scheduler, cluster=cluster,
-        qc_png=qc_png,
+        qc_png=qc_png, log=None if quiet else lambda message: click.echo(f"biounet: {message}", err=True),
     )
     done = result.extra
-    if part:
-        click.echo(f"part {part}: computed {done['computed']} blocks into {result.output} in {result.seconds:.1f} s; "
-                   "run with --finalize once every part is done")
+    if part and not done["complete"]:
+        step = "finalize part" if finalize else "part"
+        then = ("the last part to finish completes the output" if finalize
+                else "run with --finalize (or --finalize --part I/N) once every part is done")
+        click.echo(f"{step} {part}: computed {done['computed']} blocks into {result.output} in {result.seconds:.1f} s; "
+                   f"{then}")
+        if not quiet:
+            click.echo(f"tasks: {describe_tasks(done)}")
         return
     resumed = f", {done['skipped']} already done" if done.get("skipped") else ""
     click.echo(
@@ -152,6 +159,8 @@ def segment(input: Path, output: Path, model, tile, block, device, workers, chan
         f"({result.axes}), {done['computed']} computed{resumed}, tile {result.tile}, in {result.seconds:.1f} s"
     )
     click.echo(f"objects: {done['summary']}")
+    if not quiet:
+        click.echo(f"tasks: {describe_tasks(done)}")
 
 
 def _parse_part(text: str | None) -> tuple[int, int] | None:
@@ -168,7 +177,7 @@ def _parse_part(text: str | None) -> tuple[int, int] | None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def system(as_json: bool) -> None:
     """What biounet runs on here: CPU, cores, torch, device and memory allocator."""
-    from biounet.runtime import describe
+    from biounet.system import describe
 
     _echo_summary(describe(), as_json)
 

@@ -1,4 +1,4 @@
-"""The process biounet runs in: memory allocator settings and a description of the machine.
+"""The process biounet runs in: memory allocator settings and what the machine is.
 
 On the CPU, torch allocates and frees megabytes to tens of megabytes per layer.
 With glibc's default settings, freed blocks above a small threshold go back to
@@ -84,21 +84,3 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def describe() -> dict:
-    """What biounet runs on here: CPU, cores usable, torch, device, allocator."""
-    import torch
-
-    from biounet import __version__
-    from biounet.predict.device import cpu_threads, resolve_device
-
-    device = resolve_device("auto")
-    if device.type == "cpu":
-        tune_malloc()  # what every CPU run does
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    return {
-        "biounet": __version__, "python": platform.python_version(), "torch": torch.__version__,
-        "cpu": cpu_model(), "cores": cpu_threads(), "device": str(device) + (f" ({gpu})" if gpu else ""),
-        "allocator": allocator(),
-    }

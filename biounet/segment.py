@@ -83,7 +83,7 @@ def segment(
     from biounet.pipeline import parts as select
     from biounet.pipeline.graph import Graph
     from biounet.pipeline.stages import Resources
-    from biounet.predict.device import DeviceError, cpu_threads, resolve_device
+    from biounet.predict.device import DeviceError, resolve_device
     from biounet.runtime import tune_malloc
 
     t_start = time.perf_counter()
@@ -122,7 +122,10 @@ def segment(
             if any(kept.values()) and log is not None:
                 log("resuming: " + select.describe_counts(kept, graph) + " already done")
             t_tasks = time.perf_counter()
-            stats, took = _run_tasks(res, graph, plan, run, workers, scheduler, cluster, progress, cancel)
+            try:
+                stats, took = _run_tasks(res, graph, plan, run, workers, scheduler, cluster, progress, cancel)
+            finally:
+                plan.close()
             timing = {"setup": t_tasks - t_start, "tasks": time.perf_counter() - t_tasks, **took}
     finally:
         if lease is not None:
@@ -137,6 +140,19 @@ def segment(
             write_qc_png(res, Path(qc_png))
     return SegmentResult(Path(run.output), run.layout.shape, run.layout.axes, len(run.blocks), run.tile, run.batch,
                          time.perf_counter() - t_start, extra)
+
+
+def describe_tasks(extra: dict) -> str:
+    """'predict 18 (12 kept), pass1 30, ...': tasks computed per stage by this call, and
+    those found done (kept from an earlier, interrupted run)."""
+    from biounet.pipeline.graph import STAGES
+
+    parts = []
+    for stage in STAGES:
+        computed, kept = extra["stages"].get(stage, 0), extra["kept"].get(stage, 0)
+        if computed or kept:
+            parts.append(f"{stage} {computed}" + (f" ({kept} kept)" if kept else ""))
+    return ", ".join(parts) or "none (the output was already complete)"
 
 
 def _run_tasks(res, graph, plan, run: Run, workers: int, scheduler, cluster, progress,
@@ -200,7 +216,7 @@ def _open_output(run: Run, overwrite: bool, shared: bool = False) -> tuple[Run, 
     creates it, the others wait for its record. A finished output, or one made with
     other parameters, is refused unless `overwrite`.
     """
-    from biounet.write.runfolder import RunFolder, ResumeError, zarr_format_of
+    from biounet.write.runfolder import RunFolder, zarr_format_of
     from biounet.write.store import OutputError, prepare_output
 
     output = Path(run.output)

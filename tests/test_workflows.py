@@ -53,7 +53,8 @@ def test_config_example_is_complete():
     """The shipped config names every key the Snakefile reads."""
     config = yaml.safe_load((WORKFLOWS / "config.yaml").read_text())
     text = (WORKFLOWS / "Snakefile").read_text()
-    for key in ("input_dir", "output_dir", "model", "segment_args", "device", "threads", "overwrite", "biounet"):
+    for key in ("input_dir", "output_dir", "model", "segment_args", "device", "threads", "overwrite", "biounet",
+                "parts"):
         assert key in config
         assert f'"{key}"' in text
 
@@ -123,3 +124,31 @@ def test_instances_are_counted_when_present(tmp_path):
     assert result["objects"] == 3 and result["count_from"] == "instances"
     assert result["foreground_pixels"] == 64 + 200
     assert result["seconds"] == 3.5
+
+
+def test_workflow_spreads_a_slide_over_parts(slides, tmp_path):
+    """`parts: 2`: two prediction jobs and two finishing jobs per slide; the result
+    equals one `biounet segment` of the slide."""
+    from biounet.segment import segment
+    from tests.conftest import assert_same_output
+
+    model = threshold_model(tmp_path / "threshold.pt", threshold=400.0)
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "mosaic.ome.tif").symlink_to(slides / "mosaic.ome.tif")
+    out = tmp_path / "results"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "input_dir": str(one), "output_dir": str(out), "model": str(model), "parts": 2,
+        "segment_args": "--block 128 --tile 380", "device": "cpu", "threads": 1, "biounet": str(BIOUNET),
+    }))
+    run = snakemake(config, tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    logs = sorted(p.name for p in (out / "logs").iterdir())
+    assert logs == ["mosaic.finalize.part1.log", "mosaic.finalize.part2.log", "mosaic.segment.part1.log",
+                    "mosaic.segment.part2.log"]
+    assert "part 1/2: computed 8 blocks" in (out / "logs" / "mosaic.segment.part1.log").read_text()
+    assert read_summary(out / "summary.tsv")["mosaic"]["status"] == "complete"
+    reference = tmp_path / "reference.ome.zarr"
+    segment(slides / "mosaic.ome.tif", reference, model=model, block=128, tile=380, device="cpu", progress=False)
+    assert_same_output(out / "mosaic.ome.zarr", reference)

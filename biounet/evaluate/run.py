@@ -28,10 +28,10 @@ from biounet.model.file import ModelSpec
 from biounet.model.unet import UNet
 from biounet.predict.normalize import with_scope
 from biounet.label.instances import postprocess
-from biounet.train.data import (
+from biounet.predict.normalize import folder_stats
+from biounet.read.files import (
     INTERNAL_IGNORE,
     DataError,
-    folder_stats,
     image_files,
     image_sample,
     is_class_mask,

@@ -23,7 +23,7 @@ from biounet.model.file import ModelSpec, save_model
 from biounet.label.instances import postprocess
 from biounet.model.postprocess import DEFAULTS
 from biounet.predict.normalize import with_scope
-from biounet.train.data import DataError, read_labels
+from biounet.read.files import DataError, read_labels
 
 MIN_SIZES = (10, 20, 30, 45, 60, 90)
 GRIDS: dict[str, dict[str, tuple]] = {

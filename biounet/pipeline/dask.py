@@ -84,17 +84,21 @@ def _resources(run: Run):
 
 
 def run_task(run: Run, task: Task, *_dependencies) -> str:
-    """One task on a worker (the unit of work of distributed runs)."""
+    """One task on a worker (the unit of work of distributed runs); the worker's address."""
+    from dask.distributed import get_worker
+
     from biounet.pipeline.local import execute
 
     res, graph = _resources(run)
     execute(res, graph, task)
-    return str(task)
+    return get_worker().address
 
 
 def run_dask(run: Run, graph: Graph, todo: Iterable[Task], scheduler: str | None, cluster: str | None, workers: int,
-             on_done: Callable[[Task, float | None], None] | None = None, cancel: threading.Event | None = None) -> None:
-    """Run `todo` (their other dependencies done) as Dask tasks with the graph's dependencies."""
+             on_done: Callable[[Task, float | None], None] | None = None,
+             cancel: threading.Event | None = None) -> dict[Task, str]:
+    """Run `todo` (their other dependencies done) as Dask tasks with the graph's dependencies;
+    the address of the worker that ran each."""
     from dask.distributed import as_completed
 
     from biounet.pipeline.local import task_failure
@@ -118,6 +122,7 @@ def run_dask(run: Run, graph: Graph, todo: Iterable[Task], scheduler: str | None
                                 resources=gpu if task.needs_gpu else None, pure=False)
             futures[task] = fut
             by_key[fut.key] = task
+        where: dict[Task, str] = {}
         for fut in as_completed(list(futures.values())):
             task = by_key[fut.key]
             if fut.status == "error" or (cancel is not None and cancel.is_set()):
@@ -129,8 +134,10 @@ def run_dask(run: Run, graph: Graph, todo: Iterable[Task], scheduler: str | None
                 block = graph.block_of(task)
                 raise task_failure(task, run.blocks[block] if block is not None and task.stage != "pyramid" else None,
                                    err)
+            where[task] = fut.result()
             if on_done is not None:
                 on_done(task, None)
+        return where
     finally:
         client.close()
         if owned is not None:

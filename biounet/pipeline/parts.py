@@ -53,6 +53,7 @@ class Selection:
         self.start_done = self.done()
         self.rounds = 0
         self.held: Lease | None = None
+        self.share: Lease | None = None  # held while a finalize part works on its share
         self.finished_share = False
         mine = share(graph.count("predict"), part) if part else None
         self.mine = mine
@@ -89,6 +90,11 @@ class Selection:
                 chosen.add(task)
         return chosen
 
+    def close(self) -> None:
+        """Release every lock this call holds (also after a failure)."""
+        self._release()
+        self._leave_share()
+
     def _release(self) -> None:
         if self.held is not None:
             self.held.release()
@@ -102,6 +108,9 @@ class Selection:
         """The next round of tasks (empty: this call is done)."""
         self._release()
         self.rounds += 1
+        if (self.folder.read_record() or {}).get("status") == "complete":
+            self._leave_share()
+            return set()  # finished meanwhile (by another part): its run folder is gone
         done = self.done()
         everything = set(self.graph.deps)
         if self.part is None:
@@ -110,8 +119,11 @@ class Selection:
             candidates = {t for t in everything if self._in_share(t) and
                           (t.stage in PREDICT_SIDE or (t.stage == "pyramid" and not self._instances(t)))}
             return self.runnable(candidates, done)
+        label = f"finalize part {self.part[0]}/{self.part[1]}"
+        if self.share is None and not self.finished_share:
+            self.share = self.folder.acquire(label, name=f"share-{self.part[0]}")
         if Task("merge") not in done:
-            self.held = self.folder.acquire(f"finalize part {self.part[0]}/{self.part[1]}", name="merging", wait=True)
+            self.held = self.folder.acquire(label, name="merging", wait=True)
             done = self.done()
             if Task("merge") not in done:
                 return self.runnable({t for t in everything if t.stage in ("pass1", "merge")}, done)
@@ -122,15 +134,23 @@ class Selection:
             if chosen:
                 return chosen
             self.finished_share = True
-        # The share is done: whoever finds everything else done too completes the output.
-        self.held = self.folder.acquire(f"finalize part {self.part[0]}/{self.part[1]}", name="finishing", wait=True)
+            self._leave_share()
+        # The share is done. The part that finds every share done completes the output:
+        # pyramid blocks across shares, the object table, metadata.
+        self.held = self.folder.acquire(label, name="finishing", wait=True)
+        if (self.folder.read_record() or {}).get("status") == "complete" or self.folder.live_holders("share-"):
+            self._release()
+            return set()
         done = self.done()
-        rest = everything - done
-        chosen = self.runnable(rest, done)
-        if rest and chosen == rest:
-            return chosen
-        self._release()
-        return set()
+        if any(Task("pass2", b) not in done for b in range(self.graph.count("pass2"))):
+            self._release()  # a part failed in its share: a rerun of it (or --finalize) completes the output
+            return set()
+        return self.runnable(everything - done, done)
+
+    def _leave_share(self) -> None:
+        if self.share is not None:
+            self.share.release()
+            self.share = None
 
     def _instances(self, task: Task) -> bool:
         return self.graph.pyramids[task.index].path == INSTANCES

@@ -15,7 +15,6 @@ from functools import cached_property
 from biounet.plan.blocks import Block, plan_blocks
 
 MIN_LEVEL_SIZE = 256  # stop the pyramid once a level fits in this many pixels
-DEFAULT_CHUNK = 1024  # chunk edge inside a shard (NGFF 0.5)
 
 
 def pyramid_factors(height: int, width: int) -> list[int]:

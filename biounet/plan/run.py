@@ -6,19 +6,19 @@ resulting `Run` is small and picklable and travels to every task, on any worker.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from biounet import __version__
+from biounet.version import __version__
 from biounet.model.file import ModelFileError, ModelSpec, default_model_path, load_model
 from biounet.model.geometry import Geometry
 from biounet.plan.blocks import Block, tile_window
-from biounet.plan.layout import DEFAULT_CHUNK, OutputLayout
+from biounet.plan.layout import OutputLayout
 from biounet.plan.memory import choose_batch, choose_tile
 
 DEFAULT_BLOCK = {"0.4": 1024, "0.5": 4096}
+SHARD_SIDE = 4  # chunks per shard side (NGFF 0.5)
 DEFAULT_MEMORY = 2 * 1024**3
 NGFF_VERSIONS = ("0.4", "0.5")
 PROBABILITY_TYPES = ("float16", "uint8")
@@ -208,9 +208,11 @@ def make_run(
     label_axes = image.axes.replace("c", "")
     label_shape = tuple(n for a, n in zip(image.axes, data.shape) if a != "c")
     height, width = label_shape[-2:]
-    chunk = min(DEFAULT_CHUNK, block) if ngff == "0.5" else block
-    # The tile is chosen for a chunk-sized block: the same tiles whatever the block (or shard) size.
-    covered = min(chunk, -(-max(height, width) // geometry.align) * geometry.align)
+    # NGFF 0.5: a block is a shard of 4 x 4 chunks (fewer files for HPC file systems), and the
+    # tile is the one a 0.4 run of the default block size takes: the same tiles either way.
+    chunk = max(block // SHARD_SIDE, geometry.align) if ngff == "0.5" else block
+    covered = min(block if ngff == "0.4" else min(block, DEFAULT_BLOCK["0.4"]),
+                  -(-max(height, width) // geometry.align) * geometry.align)
     chosen = tile or spec.tile or choose_tile(spec.unet, covered, memory)
     layout = OutputLayout(label_axes, label_shape, block, _level_pixel_size(image, level), ngff, chunk)
     first = layout.blocks(0)[0]

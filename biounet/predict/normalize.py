@@ -8,7 +8,7 @@ memory, and always the same for the same slide (so cluster runs agree).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
@@ -139,3 +139,15 @@ def normalize(block: np.ndarray, stats: np.ndarray) -> np.ndarray:
     if not np.isfinite(out).all():
         out = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
     return out
+
+
+def folder_stats(samples: Iterable[np.ndarray], normalization: dict) -> np.ndarray | None:
+    """Normalisation statistics of (C, N) samples of every image taken together, when the
+    normalisation is over a folder; None when it is per image (each image then gets its own).
+
+    `samples` is only consumed in the first case, so a generator that reads
+    files costs nothing for per-image normalisation.
+    """
+    if not over_folder(normalization):
+        return None
+    return normalization_stats(pooled_sample(list(samples)), normalization)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from biounet import __version__
+from biounet.version import __version__
 from biounet.evaluate.run import prediction, score, summarize
 from biounet.model.file import ModelSpec, load_model, save_model
 from biounet.model.geometry import Geometry
@@ -44,14 +44,13 @@ from biounet.predict.device import cpu_threads, resolve_device
 from biounet.predict.normalize import over_folder
 from biounet.runtime import tune_malloc
 from biounet.train.augment import AugmentParams
+from biounet.predict.normalize import folder_stats
+from biounet.read.files import DataError, is_class_mask
 from biounet.train.data import (
     TARGETS,
-    DataError,
     Example,
     PatchDataset,
     TargetSpec,
-    folder_stats,
-    is_class_mask,
     load_examples,
     load_sources,
     make_loader,

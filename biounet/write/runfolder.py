@@ -29,8 +29,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 RUN_FOLDER = ".biounet"
 RECORD_CHUNK = 1 << 18
 RECORD_MAX = 1 << 40
@@ -260,6 +258,15 @@ class RunFolder:
                 return attrs
             time.sleep(0.05)
         return None
+
+    def live_holders(self, prefix: str, but: str | None = None) -> list[dict]:
+        """The live runs holding a lock whose name starts with `prefix` (except `but`)."""
+        try:
+            names = [n for n in os.listdir(self.path) if n.startswith(prefix) and n != but]
+        except FileNotFoundError:
+            return []
+        holders = [self._holder(self.path / n) for n in names]
+        return [h for h in holders if h is not None and holder_alive(h)]
 
     def locked_by_other(self) -> dict | None:
         """The live run holding the lock, if any (parts check before joining a run)."""

@@ -13,7 +13,7 @@ from skimage.filters import threshold_otsu
 
 from biounet.evaluate.run import evaluate
 from biounet.model.file import default_model_path
-from biounet.train.data import DataError
+from biounet.read.files import DataError
 from tests.conftest import invoke as cli
 from tests.conftest import run_biounet as biounet
 

@@ -12,21 +12,17 @@ import torch
 import zarr
 
 from biounet.train.augment import AugmentParams
+from biounet.read.files import DataError, find_pairs, is_class_mask, stem, to_instances
 from biounet.train.data import (
-    DataError,
     LazySource,
     PatchDataset,
     TargetSpec,
     array_source,
     batch_seed,
-    find_pairs,
-    is_class_mask,
     load_examples,
     load_sources,
     make_loader,
     make_targets,
-    stem,
-    to_instances,
 )
 from biounet.train.targets import IGNORE_INDEX
 from biounet.train.weights import weight_map

@@ -1,4 +1,5 @@
-"""The Snakefile's `segment` rule: run `biounet segment` on one slide.
+"""The Snakefile's `segment` and `finalize` rules: run `biounet segment` on one slide
+(or, with `parts` > 1, one part of it: `--part I/N`, or `--finalize --part I/N`).
 
 - An output that is already complete (Snakemake reruns the job after a
   change to the Snakefile, or with --forcerun) is only checked: `--part 1/1`
@@ -29,8 +30,10 @@ from biounet.write.runfolder import read_run_record  # noqa: E402 - after the sn
 
 record = read_run_record(zarr_path) if zarr_path.is_dir() else None
 complete = not overwrite and record is not None and record.get("status") == "complete"
-command = [*shlex.split(sm.params.biounet), "segment", str(sm.input.slide), "-o", str(zarr_path),
-           *sm.params.options, *(["--part", "1/1"] if complete else []), "--quiet"]
+slide = sm.input.slide if "slide" in sm.input.keys() else sm.params.slide
+options = list(sm.params.options)
+check = ["--part", "1/1"] if complete and "--part" not in options else []
+command = [*shlex.split(sm.params.biounet), "segment", str(slide), "-o", str(zarr_path), *options, *check, "--quiet"]
 env = dict(os.environ, OMP_NUM_THREADS=str(sm.threads))
 
 history.parent.mkdir(parents=True, exist_ok=True)
@@ -44,7 +47,7 @@ with open(log, "w") as out:
     code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, env=env)
 seconds = time.perf_counter() - start
 if code != 0:
-    sys.exit(f"biounet segment failed (exit {code}) on {sm.input.slide}: see {log}")
+    sys.exit(f"biounet segment failed (exit {code}) on {slide}: see {log}")
 with open(history, "a") as f:
     f.write(json.dumps({"kind": "check" if complete else "segment", "seconds": round(seconds, 2),
                         "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}) + "\n")
