@@ -12,6 +12,7 @@ import shutil
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -163,12 +164,9 @@ class Plan:
     @property
     def table_path(self) -> Path:
         """The per-object CSV next to the output: slide.ome.zarr -> slide.objects.csv."""
-        name = self.output.name
-        for suffix in (".ome.zarr", ".zarr"):
-            if name.endswith(suffix):
-                name = name[: -len(suffix)]
-                break
-        return self.output.with_name(name + ".objects.csv")
+        from biounet.outputs import table_path
+
+        return table_path(self.output)
 
     @property
     def image_spec(self) -> LabelsSpec:
@@ -270,7 +268,8 @@ def segment(
     axes: str | None = None,
     memory_limit: int | str = DEFAULT_MEMORY,
     write_image: bool = True,
-    progress: bool = True,
+    progress: bool | Callable[[int, int], None] = True,
+    cancel: threading.Event | None = None,
     part: tuple[int, int] | None = None,
     finalize: bool = False,
     scheduler: str | None = None,
@@ -284,7 +283,17 @@ def segment(
     of n shares of the blocks (SLURM job arrays); `finalize=True` then builds
     pyramids and metadata once every part is done. `scheduler` (an address) or
     `cluster` ("local", "slurm", "pbs", "lsf") run the blocks on Dask workers.
+
+    `input` may also be an in-memory numpy or dask array (`axes` names its axes).
+    `progress` may be a callable, called as progress(done_blocks, total_blocks).
+    Setting the event `cancel` stops the run after the current blocks with
+    `Interrupted`, leaving a resumable output (as Ctrl-C does).
     """
+    if not isinstance(input, (str, os.PathLike)):  # an in-memory array (the napari widget)
+        options = {k: v for k, v in locals().items() if k not in ("input", "output")}
+        from biounet.staging import segment_array
+
+        return segment_array(segment, input, output, **options)
     t_start = time.perf_counter()
     try:
         if resolve_device(device).type == "cpu":
@@ -313,10 +322,12 @@ def segment(
     if part is not None:
         todo = [b for b in todo if b.index % part[1] == part[0] - 1]
     stats = record["stats"]
-    bar = _progress(len(todo), progress)
+    bar = _progress(len(todo), progress, len(done), len(plan.blocks))
     try:
         try:
-            if scheduler or cluster:
+            if cancel is not None and not (scheduler or cluster):
+                _run_cancellable(plan.job(stats, record["batch"]), todo, bar, workers, cancel)
+            elif scheduler or cluster:
                 from biounet.predict.distributed import run_distributed
 
                 run_distributed(plan.job(stats, record["batch"]), todo, scheduler, cluster, workers,
@@ -325,6 +336,8 @@ def segment(
                 run_local(plan.job(stats, record["batch"]), todo, on_done=lambda b: bar.update(1), workers=workers)
         finally:
             bar.close()
+        if cancel is not None and cancel.is_set():
+            raise KeyboardInterrupt
         t_blocks = time.perf_counter()
         objects, line = (0, "") if part is not None else finish(plan, record, Path(qc_png) if qc_png else None)
         t_finish = time.perf_counter() - t_blocks
@@ -524,10 +537,36 @@ def _level_pixel_size(image: Image, level: int) -> dict:
     return out
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, enabled: bool | Callable[[int, int], None], done: int = 0, blocks: int = 0):
+    if callable(enabled):
+        return _Callback(enabled, done, blocks)
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="block", desc="segment", disable=not enabled, smoothing=0.1)
+
+
+class _Callback:
+    """A progress callback behind tqdm's update/close: called as (done, total) over all blocks."""
+
+    def __init__(self, report: Callable[[int, int], None], done: int, total: int) -> None:
+        self.report, self.done, self.total = report, done, total
+        report(done, total)
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.report(self.done, self.total)
+
+    def close(self) -> None:
+        pass
+
+
+def _run_cancellable(job: Job, todo: list[Block], bar, workers: int, cancel: threading.Event) -> None:
+    """run_local a few blocks at a time, stopping (KeyboardInterrupt) once `cancel` is set."""
+    step = 2 * workers
+    for i in range(0, len(todo), step):
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        run_local(job, todo[i : i + step], on_done=lambda b: bar.update(1), workers=workers)
 
 
 __all__ = ["segment", "SegmentResult", "UsageError", "ImageReadError", "Interrupted"]
