@@ -129,14 +129,15 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--no-image", is_flag=True, help="Do not copy the image into the output (labels only).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
+@click.option("--no-progress", is_flag=True, help="No progress bar; the summary lines still print (logs, scripts).")
 @click.option("--part", help="Compute only share I of N of the blocks (I/N, e.g. a SLURM array task).")
 @click.option("--finalize", is_flag=True, help="After all parts: build pyramids and metadata.")
 @click.option("--scheduler", help="Address of a running dask.distributed scheduler.")
 @click.option("--cluster", type=click.Choice(["local", "slurm", "pbs", "lsf"]), help="Start a Dask cluster with --workers workers (jobs).")
 @click.option("--qc-png", type=click.Path(path_type=Path), help="Write an overlay thumbnail (image + instance outlines).")
 def segment(inputs: tuple[Path, ...], output, output_dir, model, tile, block, device, workers, channel, level, axes,
-            memory_limit, save_probabilities, ngff, no_image, overwrite, quiet, part, finalize, scheduler, cluster,
-            qc_png) -> None:
+            memory_limit, save_probabilities, ngff, no_image, overwrite, quiet, no_progress, part, finalize, scheduler,
+            cluster, qc_png) -> None:
     """Segment each INPUT (TIFF, OME-TIFF, zarr, OME-Zarr) into an OME-Zarr for napari.
 
     `biounet segment slide.tif` writes slide.ome.zarr (and slide.objects.csv)
@@ -158,8 +159,8 @@ def segment(inputs: tuple[Path, ...], output, output_dir, model, tile, block, de
             input, out, model=model, tile=tile, block=block, device=device, workers=workers,
             channel=list(channel) or None, overwrite=overwrite, save_probabilities=save_probabilities,
             ngff=ngff, level=level, axes=axes, memory_limit=memory_limit, write_image=not no_image,
-            progress=not quiet, part=_parse_part(part), finalize=finalize, scheduler=scheduler, cluster=cluster,
-            qc_png=qc_png,
+            progress=not (quiet or no_progress), part=_parse_part(part), finalize=finalize, scheduler=scheduler,
+            cluster=cluster, qc_png=qc_png,
         )
         objects += result.extra.get("objects") or 0
         if not quiet:

@@ -236,3 +236,9 @@ def test_usage_errors_that_need_no_model_are_fast(slides, tmp_path):
         imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
         assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
         assert seconds < 3, seconds
+
+
+def test_no_progress_keeps_the_summary(slides, tiny_model):
+    r = biounet("segment", slides[0], "--model", tiny_model, "--no-progress")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert r.stdout.startswith("wrote ") and len(r.stdout.strip().splitlines()) == 1

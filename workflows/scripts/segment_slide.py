@@ -28,7 +28,7 @@ overwrite = bool(sm.params.overwrite)
 record = zarr_path / ".biounet" / "run.json"
 complete = not overwrite and record.is_file() and json.loads(record.read_text()).get("status") == "complete"
 command = [*shlex.split(sm.params.biounet), "segment", str(sm.input.slide), "-o", str(zarr_path),
-           *sm.params.options, *(["--part", "1/1"] if complete else []), "--quiet"]
+           *sm.params.options, *(["--part", "1/1"] if complete else []), "--no-progress"]
 env = dict(os.environ, OMP_NUM_THREADS=str(sm.threads))
 
 history.parent.mkdir(parents=True, exist_ok=True)
