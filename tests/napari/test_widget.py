@@ -99,3 +99,24 @@ def test_cancel_leaves_a_resumable_output(make_napari_viewer, qtbot, nuclei, tmp
     shot = canvas_shot(viewer, qtbot, tmp_path / "resumed.png")
     on_nuclei, off_nuclei = coloured_where(shot, truth > 0, viewer)
     assert on_nuclei > 0.8 and off_nuclei < 0.15, (on_nuclei, off_nuclei)
+
+
+def test_segments_a_file(make_napari_viewer, qtbot, nuclei, tmp_path):
+    """A file input with the shipped model: the output goes beside it by default, and the image
+    comes with the labels."""
+    import tifffile
+
+    image, truth = (a[:128, :192] for a in nuclei)
+    tifffile.imwrite(tmp_path / "field.ome.tif", image)
+    viewer = make_napari_viewer(show=True)
+    widget = open_widget(viewer)
+    widget.source.value = "file"
+    assert not widget.path.native.isHidden() and widget.layer.native.isHidden()
+    widget.path.value = str(tmp_path / "field.ome.tif")
+    widget.device.value = "cpu"
+    run_and_wait(widget, qtbot)
+    assert widget.status.value.startswith(f"wrote {tmp_path / 'field.ome.zarr'}"), widget.status.value
+    assert [item.name for item in viewer.layers] == ["field", "classes", "instances"]
+    shot = canvas_shot(viewer, qtbot, tmp_path / "file.png")
+    on_nuclei, off_nuclei = coloured_where(shot, truth > 0, viewer)
+    assert on_nuclei > 0.8 and off_nuclei < 0.15, (on_nuclei, off_nuclei)
