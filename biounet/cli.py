@@ -55,7 +55,32 @@ def _one_line(message: str) -> str:
 
 def _fail(message: str, code: int) -> None:
     click.echo(f"biounet: error: {_one_line(message)}", err=True)
+    _settle_zarr()
     sys.exit(code)
+
+
+def _settle_zarr(timeout: float = 5.0) -> None:
+    """Let zarr's reads still running in its event loop finish before the process exits.
+
+    A read that fails leaves the other chunk reads of its region pending; exiting
+    at once makes asyncio print "Task was destroyed but it is pending!" (or "coroutine
+    ... was never awaited") for each, after the one-line error.
+    """
+    if "zarr" not in sys.modules:
+        return
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def drain() -> None:
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others, timeout=timeout)
+
+    try:
+        sync(drain())
+    except Exception:  # noqa: BLE001 - best effort on the way out
+        pass
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
