@@ -25,7 +25,7 @@ def measure(ctx: Context) -> Section:
         values, speed, objects = [], [], ""
         for _ in range(ctx.repeats if size == sizes[0] else 1):
             out = ctx.output("memory.ome.zarr")
-            child = run_child(biounet_cmd("segment", str(slide), "-o", str(out), *model))
+            child = run_child(biounet_cmd("segment", str(slide), "-o", str(out), "--no-progress", *model))
             values.append(child.peak_rss / GIB)
             speed.append(size * size / MP / segment_seconds(child.stdout))
             objects = child.stdout.split("objects: ")[-1].split(" ")[0]

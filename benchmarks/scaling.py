@@ -22,7 +22,7 @@ def measure(ctx: Context) -> Section:
     for _ in range(ctx.repeats):
         for name, extra in SETUPS:
             out = ctx.output("scaling.ome.zarr")
-            child = run_child(biounet_cmd("segment", str(slide), "-o", str(out), *ctx.model_args(), *extra))
+            child = run_child(biounet_cmd("segment", str(slide), "-o", str(out), "--no-progress", *ctx.model_args(), *extra))
             speed[name].append(size * size / MP / segment_seconds(child.stdout))
     base = Stats(speed[SETUPS[1][0]]).median
     section = Section("Scaling over worker processes", "python -m benchmarks --only scaling")

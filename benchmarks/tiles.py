@@ -32,7 +32,7 @@ def measure(ctx: Context) -> Section:
     for _ in range(ctx.repeats):
         for tile in choices:
             out = ctx.output("tiles.ome.zarr")
-            args = ["segment", str(slides[tile]), "-o", str(out), *ctx.model_args()]
+            args = ["segment", str(slides[tile]), "-o", str(out), "--no-progress", *ctx.model_args()]
             child = run_child(biounet_cmd(*args, *(["--tile", str(tile), "--block", str(block_for(tile))] if tile else [])))
             seconds[tile].append(segment_seconds(child.stdout))
             rss[tile].append(child.peak_rss / GIB)

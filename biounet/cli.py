@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from biounet.version import __version__
+from biounet import __version__
 
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
@@ -23,25 +23,31 @@ EXIT_RUNTIME = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
-def _user_errors() -> dict[type, int]:
-    """Known user errors and their exit codes; subclasses before their bases
-    (the first match wins)."""
-    from biounet.model.file import ModelFileError, ModelNotFoundError
-    from biounet.model.geometry import TileSizeError
-    from biounet.predict.device import DeviceError
-    from biounet.write.runfolder import ResumeError
-    from biounet.read.image import ImageReadError, ImageUsageError
-    from biounet.plan.run import UsageError
-    from biounet.read.files import DataError
-    from biounet.train.loop import CheckpointError
-    from biounet.write.store import OutputError
+# Known user errors and their exit codes, by class (module.name): printing one line for
+# an error must not import the pipeline (torch and zarr take seconds). The most
+# specific class of an error's MRO that is listed wins.
+USER_ERRORS = {
+    "biounet.read.image.ImageUsageError": EXIT_USAGE, "biounet.plan.run.UsageError": EXIT_USAGE,
+    "biounet.model.geometry.TileSizeError": EXIT_USAGE, "biounet.predict.device.DeviceError": EXIT_USAGE,
+    "biounet.model.file.ModelNotFoundError": EXIT_USAGE, "biounet.write.store.OutputError": EXIT_USAGE,
+    "biounet.write.runfolder.ResumeError": EXIT_USAGE, "biounet.read.files.DataError": EXIT_USAGE,
+    "biounet.train.loop.CheckpointError": EXIT_USAGE, "biounet.napari.view.ViewNotFoundError": EXIT_USAGE,
+    "biounet.read.image.ImageReadError": EXIT_RUNTIME, "biounet.model.file.ModelFileError": EXIT_RUNTIME,
+    "biounet.napari.view.ViewError": EXIT_RUNTIME,
+}
 
-    return {
-        ImageUsageError: EXIT_USAGE, UsageError: EXIT_USAGE, TileSizeError: EXIT_USAGE, DeviceError: EXIT_USAGE,
-        ModelNotFoundError: EXIT_USAGE, OutputError: EXIT_USAGE, ResumeError: EXIT_USAGE,
-        ImageReadError: EXIT_RUNTIME, ModelFileError: EXIT_RUNTIME,
-        DataError: EXIT_USAGE, CheckpointError: EXIT_USAGE,
-    }
+
+def _exit_code(err: BaseException) -> int | None:
+    for kind in type(err).__mro__:
+        code = USER_ERRORS.get(f"{kind.__module__}.{kind.__qualname__}")
+        if code is not None:
+            return code
+    return None
+
+
+def _is_task_error(err: BaseException) -> bool:
+    """A task (a block's prediction, labelling, ...) that failed, named in the message."""
+    return any(f"{k.__module__}.{k.__qualname__}" == "biounet.pipeline.local.TaskError" for k in type(err).__mro__)
 
 
 def _one_line(message: str) -> str:
@@ -50,7 +56,32 @@ def _one_line(message: str) -> str:
 
 def _fail(message: str, code: int) -> None:
     click.echo(f"biounet: error: {_one_line(message)}", err=True)
+    _settle_zarr()
     sys.exit(code)
+
+
+def _settle_zarr(timeout: float = 5.0) -> None:
+    """Let zarr's reads still running in its event loop finish before the process exits.
+
+    A read that fails leaves the other chunk reads of its region pending; exiting
+    at once makes asyncio print "Task was destroyed but it is pending!" (or "coroutine
+    ... was never awaited") for each, after the one-line error.
+    """
+    if "zarr" not in sys.modules:
+        return
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    async def drain() -> None:
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others, timeout=timeout)
+
+    try:
+        sync(drain())
+    except Exception:  # noqa: BLE001 - best effort on the way out
+        pass
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -74,6 +105,9 @@ class BiounetGroup(click.Group):
     def _invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as err:  # a subcommand's: one line, as every other error
+            where = err.ctx.command_path if err.ctx is not None else "biounet"
+            _fail(f"{err.format_message()} (see '{where} --help')", EXIT_USAGE)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
         except KeyboardInterrupt as err:
@@ -83,12 +117,10 @@ class BiounetGroup(click.Group):
         except Exception as err:  # noqa: BLE001 - mapped to exit codes below
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            for kind, code in _user_errors().items():
-                if isinstance(err, kind):
-                    _fail(str(err), code)
-            from biounet.pipeline.local import TaskError
-
-            if isinstance(err, TaskError):
+            code = _exit_code(err)
+            if code is not None:
+                _fail(str(err), code)
+            if _is_task_error(err):
                 _fail(f"{err} (--debug shows the traceback)", EXIT_RUNTIME)
             if isinstance(err, MemoryError):
                 _fail("out of memory: use a smaller --block or --memory-limit", EXIT_RUNTIME)
@@ -105,8 +137,10 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 
 @main.command()
-@click.argument("input", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output OME-Zarr (e.g. slide.ome.zarr).")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="INPUT...")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output OME-Zarr (one INPUT only); default: beside INPUT, slide.tif -> slide.ome.zarr.")
+@click.option("--output-dir", type=click.Path(path_type=Path), help="Write each output into this folder instead.")
 @click.option("--model", type=click.Path(path_type=Path), help="Model file (default: the shipped nuclei model).")
 @click.option("--tile", type=int, help="Input tile size (188 + 16k for depth 5); default: automatic.")
 @click.option("--block", type=int, help="Block size in pixels, the unit of work and of writing: one chunk for "
@@ -121,46 +155,105 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--ngff", type=click.Choice(["0.4", "0.5"]), default="0.4", show_default=True, help="OME-Zarr version (0.5 = zarr v3).")
 @click.option("--no-image", is_flag=True, help="Do not copy the image into the output (labels only).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
+@click.option("--no-progress", is_flag=True, help="No progress bar; the summary lines still print (logs, scripts).")
 @click.option("--part", help="Compute only share I of N of the blocks (I/N, e.g. a SLURM array task).")
 @click.option("--finalize", is_flag=True, help="After all parts: labels, pyramids, table and metadata (with --part: "
               "this part's share; the last part to finish completes the output).")
 @click.option("--scheduler", help="Address of a running dask.distributed scheduler.")
 @click.option("--cluster", type=click.Choice(["local", "slurm", "pbs", "lsf"]), help="Start a Dask cluster with --workers workers (jobs).")
 @click.option("--qc-png", type=click.Path(path_type=Path), help="Write an overlay thumbnail (image + instance outlines).")
-def segment(input: Path, output: Path, model, tile, block, device, workers, channel, level, axes, memory_limit,
-            save_probabilities, ngff, no_image, overwrite, quiet, part, finalize, scheduler, cluster, qc_png) -> None:
-    """Segment INPUT (TIFF, OME-TIFF, zarr, OME-Zarr) into an OME-Zarr for napari.
+def segment(inputs: tuple[Path, ...], output, output_dir, model, tile, block, device, workers, channel, level, axes,
+            memory_limit, save_probabilities, ngff, no_image, overwrite, quiet, no_progress, part, finalize, scheduler,
+            cluster, qc_png) -> None:
+    """Segment each INPUT (TIFF, OME-TIFF, zarr, OME-Zarr) into an OME-Zarr for napari.
 
-    Rerunning the same command after an interrupted run resumes it.
+    `biounet segment slide.tif` writes slide.ome.zarr (and slide.objects.csv)
+    beside the slide; look at it with `biounet view slide.ome.zarr`. Rerunning
+    the same command after an interrupted run resumes it.
     """
+    import time
+
+    outputs = _outputs(inputs, output, output_dir)
+    if qc_png and len(inputs) > 1:
+        raise click.UsageError("--qc-png names one file: use it with one INPUT")
+    if not (part or finalize):
+        _check_paths(inputs, outputs, overwrite)
     from biounet.segment import describe_tasks, segment as run
 
-    result = run(
-        input, output, model=model, tile=tile, block=block, device=device, workers=workers,
-        channel=list(channel) or None, overwrite=overwrite, save_probabilities=save_probabilities,
-        ngff=ngff, level=level, axes=axes, memory_limit=memory_limit, write_image=not no_image,
-        progress=not quiet, part=_parse_part(part), finalize=finalize, scheduler=scheduler, cluster=cluster,
-        qc_png=qc_png, log=None if quiet else lambda message: click.echo(f"biounet: {message}", err=True),
-    )
-    done = result.extra
-    if part and not done["complete"]:
-        step = "finalize part" if finalize else "part"
-        then = ("the last part to finish completes the output" if finalize
-                else "run with --finalize (or --finalize --part I/N) once every part is done")
-        click.echo(f"{step} {part}: computed {done['computed']} blocks into {result.output} in {result.seconds:.1f} s; "
-                   f"{then}")
+    def say(message: str) -> None:
+        click.echo(f"biounet: {message}", err=True)
+
+    started, objects = time.perf_counter(), 0
+    for input, out in zip(inputs, outputs):
+        result = run(
+            input, out, model=model, tile=tile, block=block, device=device, workers=workers,
+            channel=list(channel) or None, overwrite=overwrite, save_probabilities=save_probabilities,
+            ngff=ngff, level=level, axes=axes, memory_limit=memory_limit, write_image=not no_image,
+            progress=not (quiet or no_progress), part=_parse_part(part), finalize=finalize, scheduler=scheduler,
+            cluster=cluster, qc_png=qc_png, log=None if quiet else say,
+        )
+        objects += result.extra.get("objects") or 0
         if not quiet:
-            click.echo(f"tasks: {describe_tasks(done)}")
-        return
+            click.echo(_summary_line(result, part, finalize))
+            if part or result.extra["kept"]:  # what a resumed run or a part kept and computed, per stage
+                say(f"tasks: {describe_tasks(result.extra)}")
+    if len(inputs) > 1 and not quiet and not part:
+        click.echo(f"total: {len(inputs)} slides, {objects} objects, in {time.perf_counter() - started:.1f} s")
+
+
+def _outputs(inputs: tuple[Path, ...], output: Path | None, output_dir: Path | None) -> list[Path]:
+    """Each input's output: -o (one input), else named after the input, beside it or in --output-dir."""
+    from biounet.outputs import default_output
+
+    if output is not None:
+        if len(inputs) > 1:
+            raise click.UsageError("-o names one output: with several inputs use --output-dir DIR "
+                                   "(or neither: each output is written beside its input)")
+        if output_dir is not None:
+            raise click.UsageError("pass either -o or --output-dir, not both")
+        return [output]
+    if output_dir is not None and not output_dir.is_dir():
+        raise click.UsageError(f"--output-dir {output_dir} is not a folder; create it first")
+    outputs = [default_output(i, output_dir) for i in inputs]
+    seen: dict[Path, Path] = {}
+    for input, out in zip(inputs, outputs):
+        key = out.resolve()
+        if key in seen:
+            raise click.UsageError(f"{seen[key]} and {input} would both be written to {out}; segment them in "
+                                   "separate calls with -o")
+        seen[key] = input
+    return outputs
+
+
+def _check_paths(inputs: tuple[Path, ...], outputs: list[Path], overwrite: bool) -> None:
+    """The usage errors that need no model, before the pipeline (torch) is loaded: a missing
+    input, an existing output that is complete or no biounet output (without --overwrite).
+    segment checks them again; an unfinished output is resumed."""
+    from biounet.outputs import output_status
+
+    for input, out in zip(inputs, outputs):
+        if not input.exists():
+            _fail(f"input not found: {input}; check the path", EXIT_USAGE)
+        status = output_status(out)
+        if overwrite or status in (None, "running"):
+            continue
+        done = " and is complete" if status == "complete" else ""
+        _fail(f"output {out} exists{done}; pass --overwrite to replace it", EXIT_USAGE)
+
+
+def _summary_line(result, part: str | None, finalize: bool) -> str:
+    """One line per slide (the benchmarks read ", in N s" and "objects: N")."""
+    done = result.extra
+    if part and not done["stages"].get("metadata"):  # this part did not complete the output
+        step = "finalize part" if finalize else "part"
+        then = ("the output is complete" if done["complete"] else "the last part to finish completes the output"
+                if finalize else "run with --finalize (or --finalize --part I/N) once every part is done")
+        return f"{step} {part}: computed {done['computed']} blocks into {result.output} in {result.seconds:.1f} s; {then}"
     resumed = f", {done['skipped']} already done" if done.get("skipped") else ""
-    click.echo(
-        f"wrote {result.output}: {result.blocks} blocks of {'x'.join(map(str, result.shape))} "
-        f"({result.axes}), {done['computed']} computed{resumed}, tile {result.tile}, in {result.seconds:.1f} s"
-    )
-    click.echo(f"objects: {done['summary']}")
-    if not quiet:
-        click.echo(f"tasks: {describe_tasks(done)}")
+    return (f"wrote {result.output}: {result.blocks} blocks of {'x'.join(map(str, result.shape))} "
+            f"({result.axes}), {done['computed']} computed{resumed}, tile {result.tile}, in {result.seconds:.1f} s; "
+            f"objects: {done['summary']}")
 
 
 def _parse_part(text: str | None) -> tuple[int, int] | None:
@@ -174,10 +267,43 @@ def _parse_part(text: str | None) -> tuple[int, int] | None:
 
 
 @main.command()
+@click.argument("output", required=False, type=click.Path(path_type=Path))
+@click.option("--contour", type=int, default=0, show_default=True,
+              help="Draw instances as outlines N pixels wide (0: filled).")
+@click.option("--screenshot", type=click.Path(path_type=Path),
+              help="Save a screenshot of the window to this PNG and close (e.g. under xvfb-run).")
+@click.option("--remember-reader", is_flag=True,
+              help="Also make `napari X.ome.zarr` use biounet's reader from now on (saved in napari's settings).")
+def view(output: Path | None, contour: int, screenshot: Path | None, remember_reader: bool) -> None:
+    """Look at a result: open OUTPUT (e.g. slide.ome.zarr) in napari with biounet's reader.
+
+    The image, and the classes and instances as visible labels layers; hovering
+    an object shows its row of the object table.
+    """
+    if contour < 0:
+        raise click.UsageError(f"--contour {contour}: use 0 (filled) or a width in pixels")
+    if output is None and not remember_reader:
+        raise click.UsageError("Missing argument 'OUTPUT'.")
+    from biounet.napari.view import ViewError, view as run
+
+    if remember_reader:
+        try:
+            from biounet.napari import FOLDER_PATTERN, remember_reader as remember
+
+            remember()
+        except ImportError as err:
+            raise ViewError(f"biounet view needs napari ({err}): pip install 'biounet[napari]'") from None
+        click.echo(f"napari now opens {FOLDER_PATTERN} folders with biounet's reader "
+                   "(Preferences > Plugins lists it; remove it there)")
+    if output is not None:
+        run(output, contour=contour, screenshot=screenshot)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def system(as_json: bool) -> None:
     """What biounet runs on here: CPU, cores, torch, device and memory allocator."""
-    from biounet.system import describe
+    from biounet.runtime import describe
 
     _echo_summary(describe(), as_json)
 
@@ -186,16 +312,48 @@ def system(as_json: bool) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(path: Path, as_json: bool) -> None:
-    """Describe an image (shape, axes, dtype, chunks, levels, pixel size) or a model file."""
-    from biounet.model.file import read_model_payload
-    from biounet.read.image import describe, open_image
+    """Describe an image (shape, axes, dtype, chunks, levels, pixel size) or a model file.
 
-    if path.is_file() and path.suffix in (".pt", ".pth"):
+    A file is told by its content, whatever its name: TIFF by its header, a model
+    by torch's archive layout.
+    """
+    kind = _file_kind(path)
+    if kind == "model":
+        from biounet.model.file import read_model_payload
+
         payload = read_model_payload(path)
         summary = {"format_version": payload["format_version"], **payload["spec"]}
+    elif kind == "other":
+        _fail(f"{path} is neither an image biounet reads (TIFF, OME-TIFF, zarr, OME-Zarr) nor a biounet model "
+              "file; check the path", EXIT_RUNTIME)
     else:
-        summary = describe(open_image(path))
+        from biounet.read.image import describe, open_image
+
+        summary = describe(open_image(path, check_pixels=False))
     _echo_summary(summary, as_json)
+
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
+
+
+def _file_kind(path: Path) -> str:
+    """"image" (a TIFF by its header, a folder, or a missing path: open_image says what is
+    wrong), "model" (torch.save's zip or legacy pickle) or "other"."""
+    import zipfile
+
+    if not path.is_file():
+        return "image"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head in TIFF_MAGIC or not head:
+        return "image"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            torch_layout = any(name.endswith("/data.pkl") or name == "data.pkl" for name in zf.namelist())
+        return "model" if torch_layout or path.suffix in (".pt", ".pth") else "other"
+    if head[:1] == b"\x80" or path.suffix in (".pt", ".pth"):  # a pickle protocol header (torch's legacy format)
+        return "model"
+    return "other"
 
 
 def _echo_summary(summary: dict, as_json: bool) -> None:
@@ -269,7 +427,7 @@ _TRAIN_FIELDS = {
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--init", type=click.Path(path_type=Path), help="Start from this model's weights (fine-tuning).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run of this checkpoint (<out>.ckpt).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.pass_context
 def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over, resume, quiet: bool,
           **options) -> None:
@@ -302,14 +460,15 @@ def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over,
     best = ""
     if prov.get("validation"):
         best = f", best {prov['metric']} {prov['validation'][prov['metric']]:.4f} at iteration {prov['best_iteration']}"
-    click.echo(f"wrote {path} ({prov.get('iterations')} iterations{best})")
+    if not quiet:
+        click.echo(f"wrote {path} ({prov.get('iterations')} iterations{best})")
 
 
 @main.command()
 @click.option("--labels", required=True, type=click.Path(path_type=Path), help="Folder of true label images.")
 @click.option("--pred", type=click.Path(path_type=Path), help="Folder of predicted instance label images (same names).")
-@click.option("--model", type=click.Path(path_type=Path), help="Model file to run on --images instead.")
-@click.option("--images", type=click.Path(path_type=Path), help="Folder of images for --model (same names).")
+@click.option("--model", type=click.Path(path_type=Path), help="Model file to run on --images (default: the shipped nuclei model).")
+@click.option("--images", type=click.Path(path_type=Path), help="Folder of images to segment and score (same names).")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write per-image and summary rows here.")
 @click.option("--membrane/--no-membrane", default=None, help="Add pixel and Rand error (default: for 0/1 mask labels).")
 @click.option("--ignore", type=int, help="Label value of unannotated pixels (left out of the scores).")
@@ -321,13 +480,19 @@ def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over,
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def evaluate(labels: Path, pred, model, images, csv_path, membrane, ignore, channel, tile, normalize_over,
              device) -> None:
-    """Score segmentations (--pred) or a model (--model --images) against --labels."""
+    """Score segmentations (--pred) or a model run on --images (default: the shipped model) against --labels."""
+    if pred is not None and (model is not None or images is not None):
+        raise click.UsageError("pass either --pred DIR or --images DIR (with --model, or the shipped model)")
+    if pred is None and images is None:
+        raise click.UsageError("pass --pred DIR (predictions) or --images DIR (to run --model, or the shipped model)")
     from biounet.evaluate.run import evaluate as run
 
-    if (pred is None) == (model is None):
-        raise click.UsageError("pass either --pred DIR or --model MODEL --images DIR")
-    if model is not None and images is None:
-        raise click.UsageError("--model needs --images DIR")
+    if pred is None and model is None:
+        from biounet.model.file import ModelFileError, default_model_path
+
+        model = default_model_path()
+        if not model.exists():
+            raise ModelFileError("no --model given and no pretrained model is shipped in this install; pass --model")
     table = run(labels, pred_dir=pred, model=model, images_dir=images, membrane=membrane, ignore=ignore,
                 device=device, channels=list(channel) or None, tile=tile, normalize_over=normalize_over)
     click.echo(table.format())

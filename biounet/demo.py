@@ -35,7 +35,7 @@ def main() -> int:
 
     record = read_run_record(out) or {}
     print(f"nuclei: {record.get('objects')}")
-    print(f"output: {out}  (open with: napari {out})")
+    print(f"output: {out}  (look at it: biounet view {out})")
     print(f"objects table: {SAMPLE / 'mosaic.objects.csv'}; QC overlay: {qc}")
     print(f"wall time: {seconds:.1f} s")
     return 0

@@ -77,9 +77,19 @@ def segment(
     of n shares of the blocks (SLURM job arrays); `finalize=True` then does the
     rest (with `part`, its share of it: the last part to finish completes the
     output). `scheduler` (an address) or `cluster` ("local", "slurm", "pbs",
-    "lsf") run the tasks on Dask workers. `progress` is a bar (True) or a callable
-    given (tasks done, tasks to do); setting `cancel` stops the run as Ctrl-C does.
+    "lsf") run the tasks on Dask workers.
+
+    `input` may also be an in-memory numpy or dask array (`axes` names its axes).
+    `progress` is a bar (True), nothing (False) or a callable, called as
+    progress(done, total) in blocks (each block's share of all the run's tasks).
+    Setting the event `cancel` stops the run after the tasks under way with
+    `Interrupted`, leaving a resumable output (as Ctrl-C does).
     """
+    if not isinstance(input, (str, os.PathLike)):  # an in-memory array (the napari widget)
+        options = {k: v for k, v in locals().items() if k not in ("input", "output")}
+        from biounet.staging import segment_array
+
+        return segment_array(segment, input, output, **options)
     from biounet.pipeline import parts as select
     from biounet.pipeline.graph import Graph
     from biounet.pipeline.stages import Resources
@@ -123,7 +133,8 @@ def segment(
                 log("resuming: " + select.describe_counts(kept, graph) + " already done")
             t_tasks = time.perf_counter()
             try:
-                stats, took = _run_tasks(res, graph, plan, run, workers, scheduler, cluster, progress, cancel)
+                bar = _Bar(progress, len(run.blocks), len(graph.deps), sum(kept.values()))
+                stats, took = _run_tasks(res, graph, plan, run, workers, scheduler, cluster, bar, cancel)
             finally:
                 plan.close()
             timing = {"setup": t_tasks - t_start, "tasks": time.perf_counter() - t_tasks, **took}
@@ -155,7 +166,7 @@ def describe_tasks(extra: dict) -> str:
     return ", ".join(parts) or "none (the output was already complete)"
 
 
-def _run_tasks(res, graph, plan, run: Run, workers: int, scheduler, cluster, progress,
+def _run_tasks(res, graph, plan, run: Run, workers: int, scheduler, cluster, bar: "_Bar",
                cancel) -> tuple[dict[str, int], dict[str, float]]:
     """Run the selected tasks (and, for parts, whatever became possible meanwhile); the
     number of tasks computed per stage, and their seconds (summed over threads)."""
@@ -164,7 +175,6 @@ def _run_tasks(res, graph, plan, run: Run, workers: int, scheduler, cluster, pro
 
     computed: dict[str, int] = {}
     seconds: dict[str, float] = {}
-    bar = _progress(progress)
     lock = threading.Lock()
 
     def on_done(task, took: float | None) -> None:
@@ -374,16 +384,27 @@ def write_qc_png(res, path: Path, max_size: int = 2048) -> None:
 
 
 class _Bar:
-    """Progress as a tqdm bar, a callable, or nothing; the total grows as tasks are chosen."""
+    """Progress: a tqdm bar over tasks (growing as job-array rounds add tasks), a callable
+    given (done, total) in blocks, or nothing."""
 
-    def __init__(self, progress) -> None:
-        self.total = 0
+    def __init__(self, progress, blocks: int, tasks: int, kept: int) -> None:
+        self.total, self.blocks, self.tasks, self.kept = 0, blocks, max(tasks, 1), kept
         self.callback = progress if callable(progress) else None
         self.tqdm = None
+        self.reported = -1
         if progress is True:
             from tqdm.auto import tqdm
 
             self.tqdm = tqdm(total=0, unit="task", desc="segment", smoothing=0.1)
+        self._tell(0)
+
+    def _tell(self, count: int) -> None:
+        if self.callback is None:
+            return
+        done = min(self.blocks, (self.kept + count) * self.blocks // self.tasks)
+        if done != self.reported:
+            self.reported = done
+            self.callback(done, self.blocks)
 
     def grow(self, n: int) -> None:
         self.total += n
@@ -394,13 +415,8 @@ class _Bar:
     def done(self, count: int) -> None:
         if self.tqdm is not None:
             self.tqdm.update(count - self.tqdm.n)
-        if self.callback is not None:
-            self.callback(count, self.total)
+        self._tell(count)
 
     def close(self) -> None:
         if self.tqdm is not None:
             self.tqdm.close()
-
-
-def _progress(progress) -> _Bar:
-    return _Bar(progress)

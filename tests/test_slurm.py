@@ -144,7 +144,7 @@ def test_dask_jobqueue_slurm_cluster_matches_single_run(cluster, data, tmp_path)
     env = dict(os.environ, DASK_CONFIG=str(dask_config(tmp_path)))
     start = time.monotonic()
     run = subprocess.run([str(BIOUNET), "segment", str(data["slide"]), "-o", str(out), "--model", str(data["model"]),
-                          *ARGS, "--cluster", "slurm", "--workers", "2", "--quiet"],
+                          *ARGS, "--cluster", "slurm", "--workers", "2"],
                          env=env, capture_output=True, text=True, timeout=400)
     seconds = time.monotonic() - start
     assert run.returncode == 0, run.stderr[-3000:] + logs(tmp_path / "logs")

@@ -97,16 +97,6 @@ def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def table_path(output: Path) -> Path:
-    """The per-object CSV next to the output: slide.ome.zarr -> slide.objects.csv."""
-    name = output.name
-    for suffix in (".ome.zarr", ".zarr"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return output.with_name(name + ".objects.csv")
-
-
 @dataclass(frozen=True)
 class Run:
     """Everything a task needs to do its part of a run (picklable, a few kilobytes).
@@ -148,6 +138,8 @@ class Run:
 
     @property
     def table(self) -> Path:
+        from biounet.outputs import table_path
+
         return table_path(Path(self.output))
 
     def tiles_of(self, block: Block) -> int:

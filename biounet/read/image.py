@@ -41,6 +41,32 @@ class InputNotFoundError(ImageUsageError):
     """The input path does not exist (a usage error)."""
 
 
+class PixelTypeError(ImageReadError):
+    """Pixels of a type biounet cannot segment (complex, structured, text, dates...)."""
+
+
+SEGMENTABLE_KINDS = "biuf"  # bool, signed and unsigned integers, floats (float16 included)
+_KIND_NAMES = {"c": "complex numbers", "V": "structured records", "O": "Python objects", "M": "dates and times",
+               "m": "time intervals", "S": "byte strings", "U": "text", "T": "text"}
+
+
+def check_pixel_type(dtype: Any, what: str) -> None:
+    """Refuse pixel types the network cannot take, naming the type (bool, integers and
+    floats pass; they are converted to float32 when normalised)."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise PixelTypeError(f"{what} has pixel type {dtype}, which biounet cannot segment: "
+                             "convert it to integers or floats first") from None
+    if dtype.kind in SEGMENTABLE_KINDS:
+        return
+    hint = {"c": " (e.g. to its magnitude or real part)", "V": " (e.g. one numeric field)"}.get(dtype.kind, "")
+    raise PixelTypeError(
+        f"{what} has pixel type {dtype} ({_KIND_NAMES.get(dtype.kind, 'not numbers')}), which biounet cannot "
+        f"segment: it takes bool, integer and floating-point pixels; convert the image first{hint}"
+    )
+
+
 @dataclass
 class Image:
     """A lazily opened slide.
@@ -94,18 +120,26 @@ class Image:
         return self.levels[0]
 
 
-def open_image(path: str | os.PathLike, axes: str | None = None) -> Image:
-    """Open `path` lazily (see module docstring); `axes` overrides a guessed axis order."""
+def open_image(path: str | os.PathLike, axes: str | None = None, *, check_pixels: bool = True) -> Image:
+    """Open `path` lazily (see module docstring); `axes` overrides a guessed axis order.
+
+    `check_pixels`: refuse pixel types biounet cannot segment (PixelTypeError), so a
+    run stops before it writes anything.
+    """
     path = Path(path)
     if not path.exists():
         raise InputNotFoundError(f"input not found: {path}; check the path")
     if path.is_dir():
         if not (path / ".zgroup").exists() and not (path / ".zarray").exists() and not (path / "zarr.json").exists():
             raise ImageUsageError(f"{path} is a directory but not a zarr store; pass an image file or a .zarr folder")
-        return _open_zarr(path, axes)
-    if path.stat().st_size == 0:
-        raise ImageReadError(f"{path} is empty (0 bytes); check the file (an interrupted copy?)")
-    return _open_tiff(path, axes)
+        image = _open_zarr(path, axes)
+    else:
+        if path.stat().st_size == 0:
+            raise ImageReadError(f"{path} is empty (0 bytes); check the file (an interrupted copy?)")
+        image = _open_tiff(path, axes)
+    if check_pixels:
+        check_pixel_type(image.dtype, str(path))
+    return image
 
 
 def _canonical(axes: str) -> str:
@@ -407,4 +441,5 @@ def describe(image: Image) -> dict:
     }
 
 
-__all__ = ["Image", "ImageReadError", "ImageUsageError", "InputNotFoundError", "open_image", "describe"]
+__all__ = ["Image", "ImageReadError", "ImageUsageError", "InputNotFoundError", "PixelTypeError", "check_pixel_type",
+           "open_image", "describe"]

@@ -208,7 +208,12 @@ def _write_chunk_v2(folder: Path, arr: zarr.Array, index: tuple, data: np.ndarra
         path.parent.mkdir(parents=True, exist_ok=True)
         _MADE.add(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
+    try:
+        f = open(tmp, "wb")
+    except FileNotFoundError:  # the output was removed and made again since (--overwrite)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(tmp, "wb")
+    with f:
         f.write(payload)
     os.replace(tmp, path)
 

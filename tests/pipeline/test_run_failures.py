@@ -62,8 +62,9 @@ def reference(slide, tiny_model, tmp_path_factory):
     return out
 
 
-def cli_args(slide, out, model):
-    return ["segment", slide, "-o", out, "--model", model, "--block", 128, "--tile", 316, "--device", "cpu", "--quiet"]
+def cli_args(slide, out, model, quiet=True):
+    return ["segment", slide, "-o", out, "--model", model, "--block", 128, "--tile", 316, "--device", "cpu",
+            *(["--quiet"] if quiet else [])]
 
 
 # --- a block that raises ---------------------------------------------------------------
@@ -89,7 +90,7 @@ def test_block_that_raises_stops_names_it_and_resumes(slide, tiny_model, referen
     assert done_blocks(out) == {0, 1, 2}
     assert status(out) == "running" and "labels" not in zarr.open_group(str(out), path="labels").attrs
     monkeypatch.setattr(stages, "predict_output", original)
-    r = cli(*cli_args(slide, out, tiny_model))
+    r = cli(*cli_args(slide, out, tiny_model, quiet=False))
     assert r.exit_code == 0, r.stderr
     assert "9 computed, 3 already done" in r.stdout
     assert_same_output(out, reference)
@@ -119,7 +120,7 @@ def test_unreadable_tile_during_the_run(slide, tiny_model, reference, tmp_path, 
     assert "truncated or corrupt" in lines[0] and "4 of 12 blocks are done and kept" in lines[0]
     assert done_blocks(out) == {0, 1, 2, 3} and status(out) == "running"
     path.write_bytes(raw)  # repaired (same size: the same run)
-    r = cli(*cli_args(path, out, tiny_model))
+    r = cli(*cli_args(path, out, tiny_model, quiet=False))
     assert r.exit_code == 0, r.stderr
     assert "8 computed, 4 already done" in r.stdout
     assert np.array_equal(arrays(out)["labels/classes/0"], arrays(reference)["labels/classes/0"])
@@ -248,7 +249,7 @@ def test_ctrl_c_stops_promptly_and_the_output_resumes(tiny_model, tmp_path, ctrl
     assert lines[0] == (f"biounet: interrupted; {len(done)} of {total} blocks are done and kept in {out}: "
                         "the output is resumable, rerun the same command to continue")
     assert status(out) == "running"
-    r = cli(*args)
+    r = cli(*args[:-1])  # without --quiet: its summary
     assert r.exit_code == 0, r.stderr
     assert f"{total - len(done)} computed, {len(done)} already done" in r.stdout
     net, _ = load_model(tiny_model)

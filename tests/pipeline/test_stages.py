@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tifffile
 
@@ -164,7 +163,7 @@ def test_gpu_resource_only_on_prediction(slide, model, reference, tmp_path):
     """On Dask, prediction tasks ask for the GPU resource; labelling, pyramids and the
     table run on a worker without one."""
     import dask
-    from dask.distributed import Client, Scheduler, SpecCluster, Worker
+    from dask.distributed import Scheduler, SpecCluster, Worker
 
     from biounet.pipeline.dask import run_dask
     from biounet.pipeline.parts import Selection

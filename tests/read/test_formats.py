@@ -8,7 +8,6 @@ by plane, with the labels' shape and NGFF axes checked.
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

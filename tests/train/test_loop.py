@@ -37,7 +37,7 @@ def test_short_run_learns(crops, tmp_path):
         "train", "--images", crops / "train/images", "--labels", crops / "train/labels",
         "--val-images", crops / "val/images", "--val-labels", crops / "val/labels", "--out", out,
         "--width", "4", "--iterations", "40", "--batch-size", "2", "--tile", "252", "--val-every", "20",
-        "--workers", "1", "--seed", "2", "--quiet",
+        "--workers", "1", "--seed", "2",
     )
     assert r.returncode == 0, r.stderr
     assert "wrote" in r.stdout and "best average_f1" in r.stdout

@@ -33,7 +33,7 @@ complete = not overwrite and record is not None and record.get("status") == "com
 slide = sm.input.slide if "slide" in sm.input.keys() else sm.params.slide
 options = list(sm.params.options)
 check = ["--part", "1/1"] if complete and "--part" not in options else []
-command = [*shlex.split(sm.params.biounet), "segment", str(slide), "-o", str(zarr_path), *options, *check, "--quiet"]
+command = [*shlex.split(sm.params.biounet), "segment", str(slide), "-o", str(zarr_path), *options, *check, "--no-progress"]
 env = dict(os.environ, OMP_NUM_THREADS=str(sm.threads))
 
 history.parent.mkdir(parents=True, exist_ok=True)
