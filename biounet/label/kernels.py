@@ -196,3 +196,21 @@ def relabel(local: np.ndarray, lut: np.ndarray) -> np.ndarray:
             if v:
                 final[y, x] = lut[v]
     return final
+
+
+def warm_up() -> None:
+    """Load every kernel's compiled code (numba's first call in a process takes about
+    0.5 s): `segment` calls this on a side thread while it sets the run up."""
+    mask = np.zeros((4, 4), np.bool_)
+    ids = np.zeros((4, 4), np.int32)
+    classes = np.zeros((4, 4), np.uint8)
+    label4(mask)
+    grow(ids, mask, np.zeros((1, 2), np.int64))
+    any_other(classes, 1)
+    add_orphans(ids, mask, 0, 4, 0, 4, 1)
+    describe_ids(ids, classes, 1, 0, 0, 0, 4, 0, 4)
+    lut = np.zeros(1, np.int32)
+    for image in (np.zeros((4, 4), np.uint16), np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.float32)):
+        relabel_and_measure(ids, lut, image, 0, 0)
+    relabel(ids, lut)
+    import scipy.sparse.csgraph  # noqa: F401 - the merge's, imported while nothing waits for it

@@ -79,8 +79,8 @@ def merge(results: Sequence[BlockLabels], shape: tuple[int, ...], rule: Instance
         orphan_a = (lab_a > 0) & ~seeds[i][lab_a]
         orphan_b = (lab_b > 0) & ~seeds[j][lab_b]
         both = (seed_a & seed_b & (lab_a > 0) & (lab_b > 0)) | (orphan_a & orphan_b)
-        pairs = np.stack([lab_a[both].astype(np.int64) + offsets[i], lab_b[both].astype(np.int64) + offsets[j]], 1)
-        return np.unique(pairs, axis=0)
+        # Repeated pairs (a run of touching pixels) are harmless for the union.
+        return np.stack([lab_a[both].astype(np.int64) + offsets[i], lab_b[both].astype(np.int64) + offsets[j]], 1)
 
     def lookups(i: int) -> list[np.ndarray]:
         """(n, 2) provisional ids: each representative of block i that lies in another

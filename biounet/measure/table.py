@@ -11,11 +11,12 @@ import csv
 import io
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from biounet.label.pass2 import LocalSums
+if TYPE_CHECKING:
+    from biounet.label.pass2 import LocalSums
 
 
 @dataclass
@@ -156,6 +157,7 @@ def summary(table: ObjectTable) -> str:
 def block_part(labels: np.ndarray, image: np.ndarray, y0: int = 0, x0: int = 0, plane: int = 0) -> TablePart | None:
     """The table part of a block of final labels (any label image) and its intensities."""
     from biounet.label import kernels
+    from biounet.label.pass2 import LocalSums
 
     labels = np.ascontiguousarray(labels, np.int32)
     if not labels.any():

@@ -120,6 +120,12 @@ def execute(res: stages.Resources, graph: Graph, task: Task) -> None:
         raise ValueError(f"unknown stage {task.stage!r}")
 
 
+def _load_kernels() -> None:
+    from biounet.label.kernels import warm_up
+
+    warm_up()
+
+
 class CpuClock:
     """CPU seconds of this process's threads, summed per step (read, net, write, pass1, ...)."""
 
@@ -272,6 +278,9 @@ class LocalRunner:
         # instead of stalling its OpenMP threads at every barrier.
         nice = 10 if stages.network_on_cpu(self.res) else 0
         self.pool = PriorityPool(self.threads, "biounet-cpu", nice)
+        # The labelling loops (numba: about a second to import and load in a process) load
+        # while the first blocks are predicted, not in front of them.
+        threading.Thread(target=_load_kernels, name="biounet-kernels", daemon=True).start()
         predicts = sorted(t for t in self.todo if t.stage == "predict")
         reads: dict[Task, Future] = {}
         writes = threading.Semaphore(2 * self.workers + 1)  # predicted blocks waiting to be written

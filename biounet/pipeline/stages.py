@@ -21,12 +21,10 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from biounet.label.merge import Merge, merge
-from biounet.label.pass1 import BlockLabels, first_pass
-from biounet.label.pass2 import second_pass
 from biounet.label.rules import InstanceRule, model_rule
 from biounet.label.window import Bands, halo_window
 from biounet.measure.table import ObjectTable, TablePart, summary, table_columns, csv_rows
@@ -38,6 +36,13 @@ from biounet.write import ngff
 from biounet.write.pyramid import pyramid_block
 from biounet.write.runfolder import RunFolder
 from biounet.write.store import CLASSES, IMAGE, INSTANCES, PROBABILITIES, ArraySpec, OutputStore
+
+if TYPE_CHECKING:
+    from biounet.label.merge import Merge
+    from biounet.label.pass1 import BlockLabels
+
+# The labelling steps import their compiled loops (numba: about a second to load) when
+# first used, so a run starts predicting while `segment` loads them on a side thread.
 
 CLASS_COLOURS = [
     [0, 0, 0, 0],
@@ -217,6 +222,8 @@ def halo_classes(res: Resources, block: Block, classes: np.ndarray | None = None
 
 
 def pass1(res: Resources, block: Block) -> None:
+    from biounet.label.pass1 import first_pass
+
     window, y0, x0 = halo_classes(res, block, res.classes.pop(block.index, None))
     result = first_pass(window, (y0, x0), block, res.rule, res.run.layout.shape)
     res.folder.put("pass1", block.index, result.to_bytes())
@@ -224,6 +231,8 @@ def pass1(res: Resources, block: Block) -> None:
 
 
 def labels_of(res: Resources, block: Block) -> BlockLabels:
+    from biounet.label.pass1 import BlockLabels
+
     result = res.labels.get(block.index)
     if result is None:
         result = BlockLabels.from_bytes(res.folder.get("pass1", block.index), block)
@@ -231,6 +240,8 @@ def labels_of(res: Resources, block: Block) -> BlockLabels:
 
 
 def merge_step(res: Resources) -> None:
+    from biounet.label.merge import merge
+
     joined = merge([labels_of(res, b) for b in res.run.blocks], res.run.layout.shape, res.rule)
     res.folder.put("merge", 0, joined.to_bytes())
     res._merge = joined
@@ -238,6 +249,8 @@ def merge_step(res: Resources) -> None:
 
 
 def merged(res: Resources) -> Merge:
+    from biounet.label.merge import Merge
+
     with res._lock:
         if res._merge is None:
             res._merge = Merge.from_bytes(res.folder.get("merge", 0))
@@ -255,6 +268,8 @@ def intensity(res: Resources, block: Block) -> np.ndarray:
 
 
 def pass2(res: Resources, block: Block) -> None:
+    from biounet.label.pass2 import second_pass
+
     window, y0, x0 = halo_classes(res, block)
     lut = merged(res).block_lut(block.index)
     final, sums = second_pass(window, (y0, x0), block, res.rule, lut, lambda: intensity(res, block))

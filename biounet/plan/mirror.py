@@ -29,4 +29,7 @@ def mirror_window(read, shape: tuple[int, int], y0: int, y1: int, x0: int, x1: i
     ix = mirror_index(np.arange(x0, x1), shape[1])
     ylo, yhi, xlo, xhi = iy.min(), iy.max() + 1, ix.min(), ix.max() + 1
     region = np.asarray(read(slice(ylo, yhi), slice(xlo, xhi)))
-    return region[..., iy - ylo, :][..., ix - xlo]
+    # Inside the slide the window is the region itself: no copy through the index arrays.
+    rows = slice(None) if y0 >= 0 and y1 <= shape[0] else iy - ylo
+    cols = slice(None) if x0 >= 0 and x1 <= shape[1] else ix - xlo
+    return region[..., rows, :][..., cols]

@@ -110,9 +110,8 @@ def _predict_tiles(net: torch.nn.Module, window: np.ndarray, block: Block, windo
     source = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))
     for i in range(0, len(tiles), batch_size):
         batch = tiles[i : i + batch_size]
-        x = torch.stack([
-            source[:, ty - m - oy : ty - m - oy + tile_in, tx - m - ox : tx - m - ox + tile_in] for ty, tx in batch
-        ])
+        crops = [source[:, ty - m - oy : ty - m - oy + tile_in, tx - m - ox : tx - m - ox + tile_in] for ty, tx in batch]
+        x = crops[0][None] if len(crops) == 1 else torch.stack(crops)  # one tile: a view, no copy
         y = run(net, x).float().cpu()
         if y.shape[-1] != tile_out:  # a same-padded network: keep the centre
             y = y[..., m : m + tile_out, m : m + tile_out]
