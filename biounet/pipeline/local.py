@@ -25,11 +25,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
 from biounet.pipeline import stages
+from biounet.runtime import release_free_memory
 from biounet.pipeline.graph import Graph, Task
 from biounet.plan.blocks import Block
 
+TRIM_EVERY = 16  # tasks between two returns of freed memory to the kernel (`release_free_memory`)
 # Most urgent first: keep the network fed, free memory, then the rest.
-PRIORITY = {"read": 0, "write": 1, "pass1": 2, "merge": 2, "pyramid": 3, "pass2": 4, "table": 5, "metadata": 6}
+PRIORITY = {"read": 0, "write": 1, "pass1": 1, "merge": 2, "pyramid": 3, "pass2": 4, "table": 5, "metadata": 6}
 
 
 class TaskError(RuntimeError):
@@ -165,7 +167,11 @@ class LocalRunner:
                 if d in self.todo:
                     self.dependents.setdefault(d, []).append(t)
         self.lock = threading.Lock()
+        self.finished_tasks = 0
         self.clock = CpuClock()
+        layout = res.run.layout
+        per_row = -(-layout.shape[-1] // layout.block)
+        self.cached = 2 * per_row + 2 * self.workers + 8  # class maps held for pass 1, at most
         self.stop = threading.Event()
         self.finished = threading.Event()
         self.left = len(self.todo)
@@ -188,10 +194,14 @@ class LocalRunner:
         ready = []
         with self.lock:
             self.left -= 1
+            self.finished_tasks += 1
+            trim = self.finished_tasks % TRIM_EVERY == 0
             for t in self.dependents.get(task, ()):
                 self.waiting[t] -= 1
                 if self.waiting[t] == 0:
                     ready.append(t)
+        if trim:
+            release_free_memory()
         if self.on_done is not None:
             self.on_done(task, seconds)
         for t in ready:
@@ -244,6 +254,7 @@ class LocalRunner:
                     reads[ahead] = self.pool.submit(PRIORITY["read"], self.clock.timed, "read", stages.read_input,
                                                     self.res, blocks[ahead.index])
             block = blocks[task.index]
+            self._wait_for_room()
             with self.lock:
                 self.running += 1
             try:
@@ -264,6 +275,14 @@ class LocalRunner:
                 self._settle(task, f)
 
             fut.add_done_callback(written)
+
+    def _wait_for_room(self) -> None:
+        """Hold prediction while too many class maps wait for their pass 1 (which needs the
+        next row of blocks): memory stays a few rows of blocks, whatever the slide."""
+        res = self.res
+        with res.room:
+            while len(res.classes) >= self.cached and not self._stopped():
+                res.room.wait(0.1)
 
     def run(self) -> None:
         """Run every task; raise the first failure (a TaskError) or KeyboardInterrupt."""

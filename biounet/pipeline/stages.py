@@ -103,6 +103,7 @@ class Resources:
         self.fallback: dict = {}  # smaller tile / batch after running out of memory (see predict_block)
         self.cache_classes = cache_classes
         self.classes: dict[int, np.ndarray] = {}  # class maps waiting for their own pass 1 (local runs)
+        self.room = threading.Condition()  # signalled when pass 1 takes a class map out of `classes`
         self.bands: dict[int, Bands] = {}
         self.labels: dict[int, BlockLabels] = {}
         self.parts: dict[int, TablePart | None] = {}
@@ -224,7 +225,10 @@ def halo_classes(res: Resources, block: Block, classes: np.ndarray | None = None
 def pass1(res: Resources, block: Block) -> None:
     from biounet.label.pass1 import first_pass
 
-    window, y0, x0 = halo_classes(res, block, res.classes.pop(block.index, None))
+    with res.room:
+        classes = res.classes.pop(block.index, None)
+        res.room.notify_all()
+    window, y0, x0 = halo_classes(res, block, classes)
     result = first_pass(window, (y0, x0), block, res.rule, res.run.layout.shape)
     res.folder.put("pass1", block.index, result.to_bytes())
     res.labels[block.index] = result
