@@ -145,8 +145,13 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--tile", type=int, help="Input tile size (188 + 16k for depth 5); default: automatic.")
 @click.option("--block", type=int, help="Block size in pixels, the unit of work and of writing: one chunk for "
               "NGFF 0.4 (default 1024), one shard of 4 x 4 chunks for NGFF 0.5 (default 4096).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Network threads working on blocks at once.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (every GPU, else the CPU), cpu, cuda (every GPU), cuda:N or cuda:N,M.")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Network threads working on blocks at once (per GPU at least 2).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="The network's arithmetic: auto = bf16 on GPUs that have it, else fp16 on GPUs, fp32 on the CPU.")
+@click.option("--compile", "compile_net", is_flag=True, help="torch.compile the network (seconds of start-up).")
 @click.option("--channel", multiple=True, help="Input channel(s) for the model, by index or name (repeatable).")
 @click.option("--level", type=int, default=0, show_default=True, help="Pyramid level of the input to segment.")
 @click.option("--axes", help="Axis order of an input without metadata, e.g. zyx or yxc.")
@@ -163,9 +168,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--scheduler", help="Address of a running dask.distributed scheduler.")
 @click.option("--cluster", type=click.Choice(["local", "slurm", "pbs", "lsf"]), help="Start a Dask cluster with --workers workers (jobs).")
 @click.option("--qc-png", type=click.Path(path_type=Path), help="Write an overlay thumbnail (image + instance outlines).")
-def segment(inputs: tuple[Path, ...], output, output_dir, model, tile, block, device, workers, channel, level, axes,
-            memory_limit, save_probabilities, ngff, no_image, overwrite, quiet, no_progress, part, finalize, scheduler,
-            cluster, qc_png) -> None:
+def segment(inputs: tuple[Path, ...], output, output_dir, model, tile, block, device, workers, precision, compile_net,
+            channel, level, axes, memory_limit, save_probabilities, ngff, no_image, overwrite, quiet, no_progress, part,
+            finalize, scheduler, cluster, qc_png) -> None:
     """Segment each INPUT (TIFF, OME-TIFF, zarr, OME-Zarr) into an OME-Zarr for napari.
 
     `biounet segment slide.tif` writes slide.ome.zarr (and slide.objects.csv)
@@ -187,8 +192,8 @@ def segment(inputs: tuple[Path, ...], output, output_dir, model, tile, block, de
     started, objects = time.perf_counter(), 0
     for input, out in zip(inputs, outputs):
         result = run(
-            input, out, model=model, tile=tile, block=block, device=device, workers=workers,
-            channel=list(channel) or None, overwrite=overwrite, save_probabilities=save_probabilities,
+            input, out, model=model, tile=tile, block=block, device=device, workers=workers, precision=precision,
+            compile=compile_net, channel=list(channel) or None, overwrite=overwrite, save_probabilities=save_probabilities,
             ngff=ngff, level=level, axes=axes, memory_limit=memory_limit, write_image=not no_image,
             progress=not (quiet or no_progress), part=_parse_part(part), finalize=finalize, scheduler=scheduler,
             cluster=cluster, qc_png=qc_png, log=None if quiet else say,

@@ -61,6 +61,8 @@ def segment(
     axes: str | None = None,
     memory_limit: int | str = DEFAULT_MEMORY,
     write_image: bool = True,
+    precision: str = "auto",
+    compile: bool = False,
     progress: bool | Callable[[int, int], None] = True,
     part: tuple[int, int] | None = None,
     finalize: bool = False,
@@ -108,7 +110,7 @@ def segment(
     run = make_run(
         input, output, model=model, tile=tile, block=block, device=device, channel=channel,
         save_probabilities=save_probabilities, ngff=ngff, level=level, axes=axes,
-        memory_limit=memory_limit, write_image=write_image,
+        memory_limit=memory_limit, write_image=write_image, precision=precision, compile=compile, workers=workers,
     )
     folder_run, record = _existing(run) if finalize else _open_output(run, overwrite, shared=part is not None)
     run = folder_run

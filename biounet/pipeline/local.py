@@ -122,6 +122,19 @@ def execute(res: stages.Resources, graph: Graph, task: Task) -> None:
         raise ValueError(f"unknown stage {task.stage!r}")
 
 
+def network_threads(devices: list, workers: int) -> list:
+    """The device of each network thread: `workers` on the CPU; on GPUs at least two per
+    GPU, so one block crosses to or from a GPU (and is read and written) while the
+    other runs (`--workers` more)."""
+    import torch
+
+    from biounet.predict.gpu import assign_devices
+
+    if devices[0].type == "cpu":
+        return devices[:1] * max(1, workers)
+    return [torch.device(name) for name in assign_devices([str(d) for d in devices], max(2, workers))]
+
+
 def _load_kernels() -> None:
     from biounet.label.kernels import warm_up
 
@@ -244,7 +257,16 @@ class LocalRunner:
             self._done(task, fut.result())
 
     # -- the network ------------------------------------------------------------------
-    def _network(self, mine: list[Task], reads: dict[Task, Future], writes: threading.Semaphore) -> None:
+    def _network(self, mine: list[Task], reads: dict[Task, Future], writes: threading.Semaphore, device) -> None:
+        if device.type == "cuda":  # each network thread queues its GPU work on a stream of its own
+            import torch
+
+            with torch.cuda.device(device), torch.cuda.stream(torch.cuda.Stream(device)):
+                return self._predict_blocks(mine, reads, writes, device)
+        return self._predict_blocks(mine, reads, writes, device)
+
+    def _predict_blocks(self, mine: list[Task], reads: dict[Task, Future], writes: threading.Semaphore,
+                        device) -> None:
         blocks = self.res.run.blocks
         for n, task in enumerate(mine):
             if self._stopped():
@@ -260,7 +282,7 @@ class LocalRunner:
             try:
                 window, pixels = reads.pop(task).result()
                 started = time.perf_counter()
-                output = self.clock.timed("net", stages.predict_output, self.res, block, window)
+                output = self.clock.timed("net", stages.predict_classes, self.res, block, window, device)
             except BaseException as err:  # noqa: BLE001 - reported with the block named
                 with self.lock:
                     self.running -= 1
@@ -302,9 +324,10 @@ class LocalRunner:
         threading.Thread(target=_load_kernels, name="biounet-kernels", daemon=True).start()
         predicts = sorted(t for t in self.todo if t.stage == "predict")
         reads: dict[Task, Future] = {}
-        writes = threading.Semaphore(2 * self.workers + 1)  # predicted blocks waiting to be written
-        nets = [threading.Thread(target=self._network, args=(predicts[w :: self.workers], reads, writes),
-                                 name=f"biounet-net-{w}", daemon=True) for w in range(self.workers)]
+        devices = network_threads(self.res.devices, self.workers)
+        writes = threading.Semaphore(2 * len(devices) + 1)  # predicted blocks waiting to be written
+        nets = [threading.Thread(target=self._network, args=(predicts[w :: len(devices)], reads, writes, device),
+                                 name=f"biounet-net-{w}", daemon=True) for w, device in enumerate(devices)]
         try:
             for t in sorted(self.todo):
                 if t.stage != "predict" and self.waiting[t] == 0:

@@ -30,8 +30,8 @@ from biounet.label.window import Bands, halo_window
 from biounet.measure.table import ObjectTable, TablePart, summary, table_columns, csv_rows
 from biounet.plan.blocks import Block
 from biounet.plan.run import Run
-from biounet.predict.classes import class_names, model_classes
-from biounet.predict.source import BlockInput, encode_probabilities, read_block
+from biounet.predict.classes import class_names, device_model_classes, encode_probabilities
+from biounet.predict.source import BlockInput, read_block
 from biounet.write import ngff
 from biounet.write.pyramid import pyramid_block
 from biounet.write.runfolder import RunFolder
@@ -110,7 +110,7 @@ class Resources:
         self._merge: Merge | None = None
         self._lock = threading.Lock()
         self._image = None
-        self._net = None
+        self._nets: dict[str, object] = {}
         self._grid = {(b.plane, b.y0 // run.layout.block, b.x0 // run.layout.block): b for b in run.blocks}
 
     @property
@@ -123,21 +123,32 @@ class Resources:
             return self._image
 
     @property
-    def net(self):
+    def devices(self) -> list:
+        """The devices this process's network threads use (every GPU `--device` names)."""
+        from biounet.predict.device import resolve_devices
+
+        return resolve_devices(self.run.device)
+
+    def net_on(self, device=None):
+        """The network, loaded once per device and prepared for it."""
+        device = self.devices[0] if device is None else device
         with self._lock:
-            if self._net is None:
+            key = str(device)
+            if key not in self._nets:
                 from biounet.model.file import load_model
-                from biounet.predict.device import prepare, resolve_device
+                from biounet.predict.device import prepare
 
                 net, _ = load_model(self.run.model)
-                self._net = prepare(net, resolve_device(self.run.device), self.threads)
-            return self._net
+                self._nets[key] = prepare(net, device, self.threads, self.run.precision, self.run.compile)
+            return self._nets[key]
+
+    @property
+    def net(self):
+        return self.net_on()
 
     def network_on_cpu(self) -> bool:
         """Whether a (non-trivial) network runs on this process's CPU."""
-        from biounet.predict.device import resolve_device
-
-        return resolve_device(self.run.device).type == "cpu" and not getattr(self.net, "cheap", False)
+        return self.devices[0].type == "cpu" and not getattr(self.net, "cheap", False)
 
     def neighbour(self, block: Block, dy: int, dx: int) -> Block | None:
         """The level-0 block dy rows and dx columns of blocks away (None outside the slide)."""
@@ -158,22 +169,55 @@ def read_input(res: Resources, block: Block) -> BlockInput:
                       keep_pixels=run.write_image)
 
 
-def predict_output(res: Resources, block: Block, window: np.ndarray) -> np.ndarray:
+def predict_output(res: Resources, block: Block, window: np.ndarray, device=None):
+    """The network's output for a block (float32 tensor on the network's device)."""
     from biounet.predict.tiles import predict_block
 
     run = res.run
-    return predict_block(res.net, window, block, run.tile, run.geometry, run.batch, res.fallback)
+    return predict_block(res.net_on(device), window, block, run.tile, run.geometry, run.batch, res.fallback)
 
 
-def write_prediction(res: Resources, block: Block, output: np.ndarray, pixels: np.ndarray | None) -> None:
+@dataclass
+class Prediction:
+    """What a predicted block sends to the host: its class map (uint8) and, if the
+    output keeps them, its encoded probabilities."""
+
+    classes: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+def predict_classes(res: Resources, block: Block, window: np.ndarray, device=None) -> Prediction:
+    """A block's class map (and probabilities), made on the network's device: from a GPU
+    only these come back, as uint8 (and float16/uint8 probabilities if asked for)."""
+    run = res.run
+    output = predict_output(res, block, window, device)
+    classes = device_model_classes(run.spec.postprocess, output)
+    probabilities = encode_probabilities(output, run.probabilities) if run.probabilities else None
+    return Prediction(_to_host(classes), None if probabilities is None else _to_host(probabilities))
+
+
+def _to_host(tensor) -> np.ndarray:
+    """A tensor's values as numpy: copied into pinned memory without blocking, then waited
+    for on this thread's stream (the GPU goes on with the other thread's block)."""
+    if tensor.device.type == "cpu":
+        return tensor.numpy()
+    import torch
+
+    host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+    host.copy_(tensor, non_blocking=True)
+    torch.cuda.current_stream(tensor.device).synchronize()
+    return host.numpy()
+
+
+def write_prediction(res: Resources, block: Block, prediction: Prediction, pixels: np.ndarray | None) -> None:
     """Class map and what else the output keeps of a predicted block; its bands; done."""
     run, store = res.run, res.store
-    classes = model_classes(run.spec.postprocess, output)
+    classes = prediction.classes
     store.write(CLASSES, 0, block, classes)
     if pixels is not None:
         store.write(IMAGE, 0, block, pixels if run.image_channels else pixels[0])
     if run.probabilities:
-        store.write(PROBABILITIES, 0, block, encode_probabilities(output, run.probabilities))
+        store.write(PROBABILITIES, 0, block, prediction.probabilities)
     bands = Bands.of(classes, res.rule.halo)
     res.bands[block.index] = bands
     res.folder.put("bands", block.index, _pack(bands.arrays()))  # marks the block predicted
@@ -184,7 +228,7 @@ def write_prediction(res: Resources, block: Block, output: np.ndarray, pixels: n
 def predict(res: Resources, block: Block) -> None:
     """The whole predict task of one block (distributed runs; local runs pipeline its parts)."""
     window, pixels = read_input(res, block)
-    write_prediction(res, block, predict_output(res, block, window), pixels)
+    write_prediction(res, block, predict_classes(res, block, window), pixels)
 
 
 # -- labels -------------------------------------------------------------------------------

@@ -126,6 +126,8 @@ class Run:
     params: dict = field(compare=False)
     stats: tuple[tuple[float, float], ...] = ((0.0, 1.0),)
     threads: int | None = None  # torch threads per process (None: every core it may use)
+    precision: str = "fp32"  # "fp32", "bf16" or "fp16" (autocast), resolved for the device
+    compile: bool = False  # torch.compile the network
 
     @property
     def geometry(self) -> Geometry:
@@ -162,9 +164,12 @@ def make_run(
     input, output, *, model=None, tile: int | None = None, block: int | None = None, device: str = "auto",
     channel: list[str] | None = None, save_probabilities: str | None = None, ngff: str = "0.4", level: int = 0,
     axes: str | None = None, memory_limit: int | str = DEFAULT_MEMORY, write_image: bool = True,
+    precision: str = "auto", compile: bool = False, workers: int = 1,
 ) -> Run:
-    """Check every argument and resolve tile, batch, blocks and arrays; touches no output."""
-    from biounet.predict.device import resolve_device
+    """Check every argument and resolve tile, batch, blocks, precision and arrays;
+    touches no output."""
+    from biounet.predict.device import resolve_devices
+    from biounet.predict.gpu import PRECISIONS, choose_precision
     from biounet.read.image import open_image
 
     input, output = Path(input), Path(output)
@@ -189,7 +194,15 @@ def make_run(
         if geometry.output_size(tile) < geometry.align:
             smallest = geometry.input_size(geometry.align)
             raise UsageError(f"--tile {tile} is too small to tile a slide: use at least {smallest}")
-    resolve_device(device)
+    devices = resolve_devices(device)
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision!r}: use {', '.join(PRECISIONS)}")
+    capability = None
+    if devices[0].type == "cuda":
+        import torch
+
+        capability = torch.cuda.get_device_capability(devices[0])
+    precision = choose_precision(precision, devices[0].type, capability)
     memory = parse_size(memory_limit)
     if output.resolve() == input.resolve() or input.resolve() in output.resolve().parents:
         raise UsageError("the output must not be the input or lie inside it")
@@ -209,18 +222,27 @@ def make_run(
     layout = OutputLayout(label_axes, label_shape, block, _level_pixel_size(image, level), ngff, chunk)
     first = layout.blocks(0)[0]
     _, _, _, _, ys, xs = tile_window(first, chosen, geometry)
-    batch = choose_batch(spec.unet, chosen, memory, len(ys) * len(xs))
+    if devices[0].type == "cuda":  # tiles per launch from the GPU's free memory, shared by its threads
+        from biounet.predict.gpu import choose_gpu_batch, gpu_info
+
+        given = memory_limit != DEFAULT_MEMORY
+        batch = choose_gpu_batch(spec.unet, chosen, gpu_info(str(devices[0])).free, memory if given else None,
+                                 len(ys) * len(xs), precision, max(2, workers))
+    else:
+        batch = choose_batch(spec.unet, chosen, memory, len(ys) * len(xs))
     params = {
         "input": str(input.resolve()), "input_bytes": size_of(input), "model_sha256": file_digest(model_path),
         "level": level, "axes": axes, "tile": chosen, "block": block,
         "channels": list(channels) if channels else None, "ngff": ngff,
         "probabilities": save_probabilities, "image": write_image, "biounet": __version__,
+        "precision": precision,
     }
     return Run(
         input=str(input), output=str(output), level=level, axes=axes, image_axes=image.axes,
         image_dtype=str(data.dtype), image_channels=image.size("c") if "c" in image.axes else 0,
         channels=channels, model=str(model_path), spec=spec, tile=chosen, batch=batch, layout=layout,
         probabilities=save_probabilities, write_image=write_image, device=device, params=params,
+        precision=precision, compile=compile,
     )
 
 

@@ -42,7 +42,7 @@ def predict_array(
     for b in plan_blocks((), h, w, block, geometry.align):
         y0, y1, x0, x1, _, _ = tile_window(b, tile, geometry)
         window = normalize(mirror_window(lambda ys, xs: image[:, ys, xs], (h, w), y0, y1, x0, x1), stats)
-        y = predict_block(net, window, b, tile, geometry, batch, fallback)
+        y = predict_block(net, window, b, tile, geometry, batch, fallback).cpu().numpy()
         if out is None:
             out = np.empty((y.shape[0], h, w), np.float32)
         out[:, b.y0 : b.y1, b.x0 : b.x1] = y

@@ -1,4 +1,10 @@
-"""Network output -> uint8 class map, as the model's post-processing defines it."""
+"""Network output -> uint8 class map, as the model's post-processing defines it.
+
+Two forms of each rule, with bit-identical results: numpy (evaluation, tuning,
+anything holding outputs in memory) and torch on the network's own device
+(`segment`: on a GPU only the uint8 class map, and probabilities if asked for,
+travel back to the host).
+"""
 
 from __future__ import annotations
 
@@ -52,3 +58,55 @@ def class_names(target_classes: list[str], head: str) -> list[str]:
     """Names of the class map's values: the model's classes, or for a regression head
     background / foreground / core."""
     return ["background", "foreground", "core"] if head == "regression" else list(target_classes)
+
+
+def device_class_map(probs):
+    """`class_map` in torch on the tensor's device: uint8 (first class on ties)."""
+    import torch
+
+    best = probs[0]
+    out = (probs[1] > best).to(torch.uint8) if probs.shape[0] > 1 else torch.zeros_like(best, dtype=torch.uint8)
+    for c in range(2, probs.shape[0]):
+        best = torch.maximum(best, probs[c - 1])
+        out[probs[c] > best] = c
+    return out
+
+
+def device_output_classes(name: str, output, **params):
+    """`output_classes` in torch: the uint8 class map of a (C, ...) float tensor."""
+    import torch
+
+    p = method_params(name, params)
+    if name == "components":
+        foreground = output[0] if output.shape[0] == 1 else 1.0 - output[0]
+        return (foreground > p["threshold"]).to(torch.uint8)
+    if name == "watershed_3class":
+        if output.shape[0] != 3:
+            raise ValueError(f"watershed_3class needs 3 classes, got {output.shape[0]}")
+        return device_class_map(output)
+    if output.shape[0] != 1:
+        raise ValueError(f"watershed_distance needs one channel, got {output.shape[0]}")
+    distance = output[0]
+    classes = (distance > p["foreground_threshold"]).to(torch.uint8)
+    classes[distance > p["seed_threshold"]] = 2
+    return classes
+
+
+def device_model_classes(postprocess: dict | None, output):
+    """The class map of a network output tensor by a model spec's `postprocess` entry."""
+    name, params = method_of(postprocess)
+    return device_output_classes(name, output, **params)
+
+
+def encode_probabilities(output, dtype: str):
+    """Network output (numpy or torch) stored as float16, or as uint8 (x 255, rounded
+    half to even, clipped)."""
+    if isinstance(output, np.ndarray):
+        if dtype == "uint8":
+            return np.clip(np.rint(output * 255.0), 0, 255).astype(np.uint8)
+        return output.astype(np.float16)
+    import torch
+
+    if dtype == "uint8":
+        return torch.round(output * 255.0).clamp_(0, 255).to(torch.uint8)
+    return output.to(torch.float16)

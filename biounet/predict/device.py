@@ -14,22 +14,21 @@ class DeviceError(ValueError):
     """A device that does not exist here."""
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` (CUDA if there is one, else CPU), `cpu`, `cuda` or `cuda:i`."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def resolve_devices(name: str = "auto") -> list[torch.device]:
+    """Every device a run uses: `auto` (all visible CUDA GPUs, else the CPU), `cpu`,
+    `cuda` (all visible GPUs), `cuda:i` or `cuda:i,j,...`."""
+    from biounet.predict.gpu import DeviceListError, parse_devices
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DeviceError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"device {name!r} asked for, but this machine has no CUDA GPU; use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(f"{name} does not exist: {torch.cuda.device_count()} CUDA device(s) here")
-    elif device.type != "cpu":
-        raise DeviceError(f"unsupported device {name!r}: use auto, cpu, cuda or cuda:N")
-    return device
+        return [torch.device(d) for d in parse_devices(name, count)]
+    except DeviceListError as err:
+        raise DeviceError(str(err)) from None
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """The (first) device of `--device`: see `resolve_devices`."""
+    return resolve_devices(name)[0]
 
 
 def cpu_threads() -> int:
@@ -47,11 +46,19 @@ def cpu_threads() -> int:
     return max(1, min(cores, limit)) if limit > 0 else cores
 
 
-def prepare(net: UNet, device: torch.device, threads: int | None = None) -> UNet:
-    """Eval mode on `device`; on the CPU channels_last memory (about 2x faster there),
-    `threads` torch threads (default: every core this process may use) and glibc
-    malloc tuned for large tensors (`tune_malloc`)."""
+def prepare(net: UNet, device: torch.device, threads: int | None = None, precision: str = "fp32",
+            compile: bool = False) -> UNet:
+    """Eval mode on `device` in channels_last memory (about 2x faster on the CPU, the
+    layout tensor cores want on a GPU), run in `precision` ("fp32", "bf16" or "fp16":
+    autocast, see `run`); on the CPU `threads` torch threads (default: every core this
+    process may use) and glibc malloc tuned for large tensors (`tune_malloc`); on a GPU
+    cuDNN picks its fastest convolutions for the tile size. `compile`: torch.compile
+    (seconds of start-up, so not by default)."""
     net = net.eval().to(device)
+    net.biounet_precision = precision
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        net = net.to(memory_format=torch.channels_last)
     if device.type == "cpu":
         tune_malloc()
         # A network of a few elementwise operations (the null network) runs on one thread:
@@ -59,15 +66,22 @@ def prepare(net: UNet, device: torch.device, threads: int | None = None) -> UNet
         # 1212 px tile here while the other core is busy).
         torch.set_num_threads(1 if getattr(net, "cheap", False) else threads or cpu_threads())
         net = net.to(memory_format=torch.channels_last)
+    if compile:  # the forward pass compiled; `predict` (softmax and all) calls it
+        net.forward = torch.compile(net.forward)
     return net
 
 
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def run(net: UNet, batch: torch.Tensor) -> torch.Tensor:
-    """Inference on a batch: channels_last on the CPU, mixed precision on CUDA."""
+    """Inference on a batch (on any device): channels_last, autocast in the precision
+    `prepare` set (none for fp32); float32 probabilities (or regression output) out."""
     device = next(net.parameters()).device
-    if device.type == "cpu":
-        batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
+    batch = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    dtype = AUTOCAST.get(getattr(net, "biounet_precision", "fp32"))
+    with torch.inference_mode():
+        if dtype is None:
             return net.predict(batch)
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16):
-        return net.predict(batch.to(device, non_blocking=True))
+        with torch.autocast(device.type, dtype=dtype):
+            return net.predict(batch)

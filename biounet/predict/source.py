@@ -39,10 +39,3 @@ def read_block(image, level: int, block: Block, tile: int, geometry: Geometry, s
     if channels is not None:
         raw = raw[list(channels)]
     return BlockInput(normalize(raw, stats), pixels)
-
-
-def encode_probabilities(output: np.ndarray, dtype: str) -> np.ndarray:
-    """Network output stored as float16, or as uint8 (x 255, rounded)."""
-    if dtype == "uint8":
-        return np.clip(np.rint(output * 255.0), 0, 255).astype(np.uint8)
-    return output.astype(np.float16)

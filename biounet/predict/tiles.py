@@ -49,8 +49,9 @@ def smaller_tile(tile_in: int, geometry: Geometry) -> int | None:
 
 
 def predict_block(net: torch.nn.Module, window: np.ndarray, block: Block, tile_in: int, geometry: Geometry,
-                  batch_size: int, fallback: dict | None = None) -> np.ndarray:
-    """Network output (C_out, H, W) of `block` from its normalised input `window` (C, h, w).
+                  batch_size: int, fallback: dict | None = None) -> torch.Tensor:
+    """Network output (C_out, H, W), float32 on the network's device, of `block` from its
+    normalised input `window` (C, h, w).
 
     The window starts `margin` pixels above/left of the block and was read for
     `tile_in` (as `tile_window` says). On out of memory the block is retried with
@@ -97,7 +98,7 @@ def _free_device_memory(net: torch.nn.Module) -> None:
 
 
 def _predict_tiles(net: torch.nn.Module, window: np.ndarray, block: Block, window_tile: int, tile_in: int,
-                   geometry: Geometry, batch_size: int) -> np.ndarray:
+                   geometry: Geometry, batch_size: int) -> torch.Tensor:
     """`predict_block` with one tile size and batch; `window` was read for `window_tile`."""
     _, _, _, _, ys, xs = tile_window(block, tile_in, geometry)
     tile_out = geometry.output_size(tile_in)
@@ -108,19 +109,29 @@ def _predict_tiles(net: torch.nn.Module, window: np.ndarray, block: Block, windo
     tiles = [(ty, tx) for ty in ys for tx in xs]
     out = None
     source = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))
+    device = _device_of(net)
+    if device.type == "cuda":  # the window crosses once, from pinned memory, without blocking the host
+        source = source.pin_memory().to(device, non_blocking=True)
     for i in range(0, len(tiles), batch_size):
         batch = tiles[i : i + batch_size]
         crops = [source[:, ty - m - oy : ty - m - oy + tile_in, tx - m - ox : tx - m - ox + tile_in] for ty, tx in batch]
-        x = crops[0][None] if len(crops) == 1 else torch.stack(crops)  # one tile: a view, no copy
-        y = run(net, x).float().cpu()
+        x = crops[0][None] if len(crops) == 1 else torch.stack(crops)
+        y = run(net, x).float()
         if y.shape[-1] != tile_out:  # a same-padded network: keep the centre
             y = y[..., m : m + tile_out, m : m + tile_out]
         if len(tiles) == 1:  # one tile covers the block (the usual case): its top-left part is the block
-            return y.numpy()[0, :, : block.y1 - block.y0, : block.x1 - block.x0]
+            return y[0, :, : block.y1 - block.y0, : block.x1 - block.x0]
         if out is None:
-            out = np.empty((y.shape[1],) + block.shape, dtype=np.float32)
-        for (ty, tx), tile in zip(batch, y.numpy()):
+            out = torch.empty((y.shape[1],) + block.shape, dtype=torch.float32, device=y.device)
+        for (ty, tx), tile in zip(batch, y):
             h = min(tile_out, block.y1 - ty)
             w = min(tile_out, block.x1 - tx)
             out[:, ty - block.y0 : ty - block.y0 + h, tx - block.x0 : tx - block.x0 + w] = tile[:, :h, :w]
     return out
+
+
+def _device_of(net: torch.nn.Module) -> torch.device:
+    try:
+        return next(net.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
