@@ -376,6 +376,8 @@ def _echo_summary(summary: dict, as_json: bool) -> None:
 
 # Options of `train` and the TrainConfig fields they set.
 NORMALIZE_SCOPES = ("image", "folder")  # biounet.predict.normalize.NORMALIZE_OVER, without importing dask here
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # biounet.predict.gpu.PRECISIONS, without importing torch here
+AUGMENT_ON = ("workers", "device")  # biounet.train.loop.AUGMENT_ON
 
 _TRAIN_FIELDS = {
     "images": "images", "labels": "labels", "out": "out", "val_images": "val_images", "val_labels": "val_labels",
@@ -384,7 +386,8 @@ _TRAIN_FIELDS = {
     "schedule": "schedule", "init": "init",
     "optimizer": "optimizer", "val_every": "val_every", "metric": "metric", "seed": "seed", "workers": "workers",
     "tile": "tile", "ignore": "ignore", "w0": "w0", "sigma": "sigma", "dice": "dice", "regression": "regression",
-    "foreground_bias": "foreground_bias", "channel": "channels", "device": "device",
+    "foreground_bias": "foreground_bias", "channel": "channels", "device": "device", "precision": "precision",
+    "augment_on": "augment_on",
 }
 
 
@@ -430,6 +433,12 @@ _TRAIN_FIELDS = {
               "as `segment` takes them from a whole slide: for fields of one acquisition.")
 @click.option("--channel", type=int, multiple=True, help="Input channel index (repeat for several).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Mixed precision (auto: bf16 on GPUs of compute capability 8.0+, fp16 with a gradient scaler "
+              "on older GPUs, fp32 on the CPU).")
+@click.option("--augment-on", type=click.Choice(AUGMENT_ON), default="workers", show_default=True,
+              help="Run the augmentation in the --workers processes or on the training device (try device on a "
+              "GPU when the workers cannot keep up).")
 @click.option("--init", type=click.Path(path_type=Path), help="Start from this model's weights (fine-tuning).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run of this checkpoint (<out>.ckpt).")
 @click.option("--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")

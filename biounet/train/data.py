@@ -23,7 +23,8 @@ Patches: `PatchDataset` yields whole batches, (image, target, weight, mask) =
 (B,O,O) bool), T the network's input tile and O its output size. Each sample is
 a random window whose output part lies inside the image where the image is
 large enough, mirrored at the edges. Augmentation runs batched in torch inside
-the DataLoader workers, in parallel with the network step: one sampling grid
+the DataLoader workers, in parallel with the network step (or, with
+`raw_batches`, on the training device: `PatchDataset.finish`): one sampling grid
 per sample (`biounet.train.augment`) warps the whole input tile, and its
 centre O x O part warps the targets (labels nearest, weights bilinear), so the
 targets are exactly what the network's output pixels see.
@@ -386,6 +387,8 @@ class PatchDataset(IterableDataset):
     foreground_bias: float = 0.0
     sparse: bool = False
     stop: int | None = None
+    raw_batches: bool = False
+    """Yield `raw` batches (the consumer calls `finish`, e.g. on a GPU) instead of finished ones."""
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -415,26 +418,35 @@ class PatchDataset(IterableDataset):
                 break
         return k, oy - self.margin, ox - self.margin
 
-    def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Batch number `index`: (image, target, weight, mask)."""
+    def raw(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """Batch number `index` before augmentation: (image, target, weight, mask) of whole
+        input tiles (target uint8 classes or float32 distance) and its augmentation seed."""
         rng = batch_seed(self.seed, index)
         places = [self.sample(rng) for _ in range(self.batch_size)]
-        generator = torch.Generator().manual_seed(int(rng.integers(2**63 - 1)))
+        seed = int(rng.integers(2**63 - 1))
         t = self.tile
         parts = [self.sources[k].window(y0, y0 + t, x0, x0 + t) for k, y0, x0 in places]
         image = torch.from_numpy(np.stack([p[0] for p in parts]).astype(np.float32, copy=False))
         target = torch.from_numpy(np.stack([p[1].target for p in parts]))
         weight = torch.from_numpy(np.stack([p[1].weight for p in parts]).astype(np.float32, copy=False))
         mask = torch.from_numpy(np.stack([p[1].mask for p in parts]))
-        m, o = self.margin, self.out
+        return image, target, weight, mask, seed
+
+    def finish(self, image: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor,
+               seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A raw batch augmented (on the tensors' device) and its targets cut to the output:
+        (image, target, weight, mask). Random numbers come from a CPU generator seeded with
+        `seed`, so the batch does not depend on where this runs."""
+        generator = torch.Generator().manual_seed(seed)
+        m, o, t = self.margin, self.out, self.tile
         if self.augment is None:
             centre = lambda x: x[:, m : m + o, m : m + o].contiguous()  # noqa: E731
             target, weight, mask = centre(target), centre(weight), centre(mask)
         else:
             a = self.augment
             grid = random_warp_grid(
-                len(parts), t, t, generator, sigma=a.sigma, points=a.points, max_rotation_deg=a.max_rotation_deg,
-                flips=a.flips, rot90=a.rot90,
+                len(image), t, t, generator, sigma=a.sigma, points=a.points, max_rotation_deg=a.max_rotation_deg,
+                flips=a.flips, rot90=a.rot90, device=image.device,
             )
             image, _, _ = apply_warp(image, None, None, grid, image_mode=a.image_mode)
             inner = grid[:, m : m + o, m : m + o].contiguous()
@@ -452,12 +464,16 @@ class PatchDataset(IterableDataset):
             target = target.long()
         return image.contiguous(), target, weight, mask
 
+    def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Batch number `index`: (image, target, weight, mask)."""
+        return self.finish(*self.raw(index))
+
     def __iter__(self):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         index = self.start + worker
         while self.stop is None or index < self.stop:
-            yield self.batch(index)
+            yield self.raw(index) if self.raw_batches else self.batch(index)
             index += workers
 
 
@@ -465,9 +481,16 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def make_loader(dataset: PatchDataset, workers: int = 0) -> DataLoader:
-    """A DataLoader over the batch stream: `workers` persistent processes, one thread each."""
-    return DataLoader(
-        dataset, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
-        prefetch_factor=2 if workers > 0 else None, worker_init_fn=_worker_init if workers > 0 else None,
-    )
+def loader_options(workers: int = 0, device_type: str = "cpu") -> dict:
+    """DataLoader settings: `workers` persistent processes of one thread each; batches in
+    pinned memory when they go to a CUDA device (so their copies can be non-blocking)."""
+    return {
+        "batch_size": None, "num_workers": workers, "persistent_workers": workers > 0,
+        "prefetch_factor": 2 if workers > 0 else None, "worker_init_fn": _worker_init if workers > 0 else None,
+        "pin_memory": device_type == "cuda",
+    }
+
+
+def make_loader(dataset: PatchDataset, workers: int = 0, device_type: str = "cpu") -> DataLoader:
+    """A DataLoader over the batch stream (see `loader_options`)."""
+    return DataLoader(dataset, **loader_options(workers, device_type))

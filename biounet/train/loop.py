@@ -2,17 +2,22 @@
 
 - Batches come from `PatchDataset` through a DataLoader with `workers`
   processes (reading, targets and augmentation run there, in parallel with the
-  network step); the network trains in the main process (channels_last on CPU).
+  network step; with `augment_on="device"` the augmentation runs on the
+  training device instead); the network trains in the main process, in
+  channels_last memory, with the batches in pinned memory on CUDA. `precision`
+  picks float32 or mixed precision (autocast in bfloat16, or float16 with a
+  gradient scaler: `run_precision`).
 - Every `val_every` iterations (and at the end) the whole validation images go
   through `predict_array` (the tiled engine of `segment`) and the model's
   post-processing, and are scored by `biounet.evaluate` (average F1 for
   instance labels; Rand and pixel error for 0/1 membrane masks). The best
   model by the chosen metric is written to `out` (without validation data:
   the latest one). Then a checkpoint goes to `<out>.ckpt`: model, optimizer,
-  iteration, RNG states of torch/numpy/python, the data stream's position and
-  the log so far. Resuming from it continues exactly: the same batches, the
-  same updates, bit for bit on the CPU (the batch stream is a pure function of
-  seed and iteration, see `biounet.train.data`).
+  gradient scaler, precision, iteration, RNG states of torch/numpy/python,
+  the data stream's position and the log so far. Resuming from it continues
+  exactly: the same batches, the same updates, bit for bit on the CPU (the
+  batch stream is a pure function of seed and iteration, see
+  `biounet.train.data`).
 - A CSV log (`<out stem>.log.csv`: iteration, loss, lr, seconds and the
   validation scores) and a PNG of the curves (`<out stem>.curves.png`) are
   rewritten next to the model at every validation.
@@ -26,6 +31,7 @@ import math
 import os
 import random
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -41,6 +47,7 @@ from biounet.model.geometry import Geometry
 from biounet.model.unet import UNet, UNetConfig, center_crop
 from biounet.predict.array import predict_array
 from biounet.predict.device import cpu_threads, resolve_device
+from biounet.predict.gpu import PRECISIONS, choose_precision
 from biounet.predict.normalize import over_folder
 from biounet.runtime import tune_malloc
 from biounet.train.augment import AugmentParams
@@ -74,6 +81,8 @@ RUN_KEYS = (
     "foreground_bias", "augment", "channels", "normalization", "init", "schedule",
 )
 SCHEDULES = ("constant", "cosine")
+AUGMENT_ON = ("workers", "device")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class CheckpointError(ValueError):
@@ -91,6 +100,9 @@ class TrainConfig:
     output fits the smallest training image). lr: None = 1e-3 for adam, 1e-2
     for sgd (momentum 0.99 as in the paper). metric: auto = rand_error for 0/1
     membrane masks, else average_f1. augment: AugmentParams as a dict, None = off.
+    precision: auto | fp32 | bf16 | fp16 (`choose_precision`: auto = bf16 on CUDA
+    GPUs of compute capability 8.0 and newer, fp16 on older ones, fp32 on the CPU).
+    augment_on: workers (in the DataLoader processes) | device (on the training device).
     """
 
     images: str
@@ -128,6 +140,8 @@ class TrainConfig:
     channels: list[int] | None = None
     normalization: dict = field(default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.8})
     device: str = "auto"
+    precision: str = "auto"
+    augment_on: str = "workers"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -141,6 +155,10 @@ class TrainConfig:
             raise DataError(f"unknown optimizer {self.optimizer!r}; use adam or sgd")
         if self.schedule not in SCHEDULES:
             raise DataError(f"unknown schedule {self.schedule!r}; use {' or '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise DataError(f"unknown precision {self.precision!r}; use {', '.join(PRECISIONS)}")
+        if self.augment_on not in AUGMENT_ON:
+            raise DataError(f"unknown augment_on {self.augment_on!r}; use {' or '.join(AUGMENT_ON)}")
         if self.metric != "auto" and self.metric not in METRICS:
             raise DataError(f"unknown metric {self.metric!r}; choose from auto, {', '.join(METRICS)}")
         if (self.val_images is None) != (self.val_labels is None):
@@ -242,6 +260,23 @@ def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
                                weight_decay=config.weight_decay)
     return torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+def run_precision(requested: str, device: torch.device) -> str:
+    """The precision a run takes on `device` (`choose_precision` with the GPU's capability)."""
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    return choose_precision(requested, device.type, capability)
+
+
+def autocast(device_type: str, precision: str):
+    """The forward pass's mixed-precision context (none for fp32)."""
+    return nullcontext() if precision == "fp32" else torch.autocast(device_type, dtype=AMP_DTYPES[precision])
+
+
+def make_scaler(device_type: str, precision: str) -> torch.amp.GradScaler:
+    """A gradient scaler, enabled for fp16 only (bf16 has float32's range; disabled it passes
+    the loss and the optimizer step through unchanged)."""
+    return torch.amp.GradScaler(device_type, enabled=precision == "fp16")
 
 
 def seed_everything(seed: int) -> None:
@@ -407,6 +442,7 @@ def train(config: TrainConfig) -> Path:
     if device.type == "cpu":
         tune_malloc()
         torch.set_num_threads(cpu_threads())
+    precision = run_precision(config.precision, device)
     spec_t = TargetSpec(config.target, config.ignore, config.labels_kind, config.w0, config.sigma)
     sources = load_sources(config.images, config.labels, spec_t, config.normalization, config.channels)
     examples = load_examples(config.val_images, config.val_labels, config.channels) if config.val_images else []
@@ -431,11 +467,10 @@ def train(config: TrainConfig) -> Path:
     net = UNet(unet)
     if config.init and saved is None:
         start_from(net, spec, config.init)
-    net = net.to(device)
-    if device.type == "cpu":
-        net = net.to(memory_format=torch.channels_last)
+    net = net.to(device).to(memory_format=torch.channels_last)
     net.train()
     optimizer = make_optimizer(config, net.parameters())
+    scaler = make_scaler(device.type, precision)
     loss_fn = Loss(config.target, config.dice, config.regression)
 
     iteration, seconds, best = 0, 0.0, {"value": None, "iteration": None, "scores": None}
@@ -444,6 +479,8 @@ def train(config: TrainConfig) -> Path:
     if saved is not None:
         net.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
+        if saved.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(saved["scaler"])
         iteration, seconds = int(saved["iteration"]), float(saved["seconds"])
         best = dict(saved["best"])
         log.rows = [dict(r) for r in saved["history"]]
@@ -452,7 +489,8 @@ def train(config: TrainConfig) -> Path:
 
     dataset = PatchDataset(sources, tile, out_size, config.batch_size, seed=config.seed, start=iteration,
                            target=config.target, augment=config.augment_params(),
-                           foreground_bias=config.foreground_bias, sparse=config.ignore is not None)
+                           foreground_bias=config.foreground_bias, sparse=config.ignore is not None,
+                           raw_batches=config.augment_on == "device")
 
     def provenance() -> dict:
         return {
@@ -463,7 +501,7 @@ def train(config: TrainConfig) -> Path:
             "images_count": len(sources), "iterations": iteration, "best_iteration": best["iteration"],
             "metric": metric, "validation": best["scores"], "train_tile": tile, "batch_size": config.batch_size,
             "optimizer": config.optimizer, "lr": config.learning_rate, "schedule": config.schedule,
-            "init": config.init, "seed": config.seed, "w0": config.w0,
+            "init": config.init, "seed": config.seed, "w0": config.w0, "precision": precision,
             "sigma": config.sigma, "ignore": config.ignore, "dice": config.dice, "augment": config.augment is not None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -476,12 +514,13 @@ def train(config: TrainConfig) -> Path:
         _atomic_save({
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config.to_dict(),
             "iteration": iteration, "seconds": seconds, "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(), "rng": rng_state(),
+            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "precision": precision,
+            "rng": rng_state(),
             "sampler": {"seed": config.seed, "next_batch": iteration}, "best": best, "history": log.rows,
             "spec": spec.to_dict(),
         }, checkpoint_path(out))
 
-    loader = make_loader(dataset, config.workers)
+    loader = make_loader(dataset, config.workers, device.type)
     batches = iter(loader)  # draws a base seed from torch's RNG: restore the checkpoint's state after it
     if saved is not None:
         set_rng_state(saved["rng"])
@@ -491,35 +530,40 @@ def train(config: TrainConfig) -> Path:
                dynamic_ncols=True, desc="train")
     try:
         while iteration < config.iterations:
-            x, target, weight, mask = next(batches)
-            x = x.to(device, non_blocking=True)
-            if device.type == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
-            target, weight, mask = (t.to(device, non_blocking=True) for t in (target, weight, mask))
-            output = net(x)
+            batch = next(batches)
+            if dataset.raw_batches:  # augmentation on the training device
+                *raw, seed = batch
+                batch = dataset.finish(*(t.to(device, non_blocking=True) for t in raw), seed)
+            x, target, weight, mask = (t.to(device, non_blocking=True) for t in batch)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device.type, precision):
+                output = net(x)
+            output = output.float()
             if output.shape[-1] != out_size:  # same padding: train on the kept centre
                 output = center_crop(output, out_size, out_size)
             loss = loss_fn(output, target, weight, mask)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at iteration {iteration + 1}; lower --lr")
+            loss_value = float(loss.item())  # read once: each read waits for the device
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"loss became {loss_value} at iteration {iteration + 1}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate_at(config.learning_rate, config.schedule, iteration, config.iterations)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             iteration += 1
             seconds = time.perf_counter() - start
-            log.add({"iteration": iteration, "loss": float(loss.item()), "lr": optimizer.param_groups[0]["lr"],
+            log.add({"iteration": iteration, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
                      "seconds": round(seconds, 3)})
+            bar.set_postfix_str(f"loss {loss_value:.4f}{last_val}", refresh=False)  # shown with the rate (it/s)
             bar.update(1)
-            bar.set_postfix_str(f"loss {loss.item():.4f}{last_val}", refresh=False)
             if iteration % config.val_every == 0 or iteration == config.iterations:
                 if examples:
                     scores = validate(net, spec, examples, membrane, config.ignore, val_stats)
                     value = scores[metric]
                     log.rows[-1].update({f"val_{k}": v for k, v in scores.items()})
                     last_val = f", val {metric} {value:.4f}"
-                    bar.set_postfix_str(f"loss {loss.item():.4f}{last_val}")
+                    bar.set_postfix_str(f"loss {loss_value:.4f}{last_val}")
                     if better(value, best["value"], metric):
                         best = {"value": float(value), "iteration": iteration, "scores": scores}
                         spec.provenance = provenance()
