@@ -198,7 +198,7 @@ def train_rate(width: int, device: str, precision: str, tile: int, batch: int, s
 
 
 def measure(ctx: Context) -> Section:
-    from biounet.model.file import default_model_path, load_spec
+    from biounet.model.file import default_model_path
     from biounet.plan.run import make_run
     from biounet.predict.gpu import choose_precision
 

@@ -20,6 +20,7 @@ EXIT_USAGE = 2
 EXIT_RUNTIME = 1
 
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # biounet.predict.gpu.PRECISIONS, without importing torch here
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
@@ -149,7 +150,7 @@ def main(ctx: click.Context, debug: bool) -> None:
               help="auto (every GPU, else the CPU), cpu, cuda (every GPU), cuda:N or cuda:N,M.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Network threads working on blocks at once (per GPU at least 2).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="The network's arithmetic: auto = bf16 on GPUs that have it, else fp16 on GPUs, fp32 on the CPU.")
 @click.option("--compile", "compile_net", is_flag=True, help="torch.compile the network (seconds of start-up).")
 @click.option("--channel", multiple=True, help="Input channel(s) for the model, by index or name (repeatable).")
@@ -376,7 +377,6 @@ def _echo_summary(summary: dict, as_json: bool) -> None:
 
 # Options of `train` and the TrainConfig fields they set.
 NORMALIZE_SCOPES = ("image", "folder")  # biounet.predict.normalize.NORMALIZE_OVER, without importing dask here
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # biounet.predict.gpu.PRECISIONS, without importing torch here
 AUGMENT_ON = ("workers", "device")  # biounet.train.loop.AUGMENT_ON
 
 _TRAIN_FIELDS = {

@@ -25,7 +25,7 @@ def test_smoke_suite_writes_every_section(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     text = out.read_text()
     for title in ("Pipeline overhead", "Network speed", "Against MONAI", "Tile size", "Memory against slide size",
-                  "Scaling", "Training side"):
+                  "Scaling", "Training side", "Block-parallel pipeline (null network)"):
         assert f"## {title}" in text
     assert "allocator:" in text and "torch:" in text
     # every target row carries a measured figure and a verdict
@@ -34,6 +34,22 @@ def test_smoke_suite_writes_every_section(tmp_path):
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert re.search(r"\d", cells[1]) and cells[3] in ("yes", "no"), row
+
+
+def test_gpu_section_runs_on_the_cpu(tmp_path):
+    """The one-shot GPU benchmark (`--only gpu`), tiny, on this machine's CPU: every part of
+    it runs (bare network, segment, null network, invariance, precision, training)."""
+    out = tmp_path / "gpu.md"
+    r = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "gpu", "--smoke", "--repeats", "1", "--out",
+                        str(out), "--workdir", str(tmp_path / "work")], capture_output=True, text=True, timeout=900,
+                       cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    text = out.read_text()
+    assert "## GPU worker (CPU (no CUDA GPU here))" in text
+    assert "fp32 class maps identical across tiles: **yes**" in text
+    for row in ("shipped width 16", "random width 64", "null network", "width 16", "width 64"):
+        assert f"| {row}" in text
+    assert "| segment vs bare network, width 64 (CPU (no CUDA GPU here)) |" in text and "| - |" in text
 
 
 def test_render_lists_targets():

@@ -184,7 +184,7 @@ class LocalRunner:
         self.clock = CpuClock()
         layout = res.run.layout
         per_row = -(-layout.shape[-1] // layout.block)
-        self.cached = 2 * per_row + 2 * self.workers + 8  # class maps held for pass 1, at most
+        self.cached = 2 * per_row + 2 * max(self.workers, 2) + 8  # class maps held for pass 1, at most
         self.stop = threading.Event()
         self.finished = threading.Event()
         self.left = len(self.todo)

@@ -74,10 +74,10 @@ def test_block_that_raises_stops_names_it_and_resumes(slide, tiny_model, referen
     out = tmp_path / "o.ome.zarr"
     original = stages.predict_output
 
-    def predict(res, block, window):
+    def predict(res, block, window, device=None):
         if block.index == 3:
             raise RuntimeError("boom")
-        return original(res, block, window)
+        return original(res, block, window, device)
 
     monkeypatch.setattr(stages, "predict_output", predict)
     r = cli(*cli_args(slide, out, tiny_model))
@@ -266,13 +266,13 @@ def test_ctrl_c_with_several_network_threads(slide, tiny_model, tmp_path, monkey
     original = stages.predict_output
     seen = []
 
-    def predict(res, block, window):
+    def predict(res, block, window, device=None):
         seen.append(block.index)
         if len(seen) == 3:
             import _thread
 
             _thread.interrupt_main()
-        return original(res, block, window)
+        return original(res, block, window, device)
 
     monkeypatch.setattr(stages, "predict_output", predict)
     out = tmp_path / "o.ome.zarr"
