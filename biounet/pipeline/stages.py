@@ -30,7 +30,7 @@ from biounet.label.window import Bands, halo_window
 from biounet.measure.table import ObjectTable, TablePart, summary, table_columns, csv_rows
 from biounet.plan.blocks import Block
 from biounet.plan.run import Run
-from biounet.predict.classes import class_names, device_model_classes, encode_probabilities
+from biounet.predict.classes import class_names, encode_probabilities, model_classes
 from biounet.predict.source import BlockInput, read_block
 from biounet.write import ngff
 from biounet.write.pyramid import pyramid_block
@@ -191,7 +191,7 @@ def predict_classes(res: Resources, block: Block, window: np.ndarray, device=Non
     only these come back, as uint8 (and float16/uint8 probabilities if asked for)."""
     run = res.run
     output = predict_output(res, block, window, device)
-    classes = device_model_classes(run.spec.postprocess, output)
+    classes = model_classes(run.spec.postprocess, output)
     probabilities = encode_probabilities(output, run.probabilities) if run.probabilities else None
     return Prediction(_to_host(classes), None if probabilities is None else _to_host(probabilities))
 

@@ -29,27 +29,39 @@ def class_map(probs: np.ndarray) -> np.ndarray:
     return out
 
 
-def output_classes(name: str, output: np.ndarray, **params) -> np.ndarray:
-    """The uint8 class map a method reads instances from (what `segment` stores)."""
+def output_classes(name: str, output, **params):
+    """The uint8 class map a method reads instances from (what `segment` stores): of a
+    numpy array, or of a torch tensor on its own device (bit for bit the same)."""
     p = method_params(name, params)
-    output = np.asarray(output)
+    tensor = hasattr(output, "device") and not isinstance(output, np.ndarray)
+    if tensor:
+        import torch
+
+        def uint8(a):
+            return a.to(torch.uint8)
+    else:
+        output = np.asarray(output)
+
+        def uint8(a):
+            return a.astype(np.uint8)
     if name == "components":
         foreground = output[0] if output.shape[0] == 1 else 1.0 - output[0]
-        return (foreground > p["threshold"]).astype(np.uint8)
+        return uint8(foreground > p["threshold"])
     if name == "watershed_3class":
         if output.shape[0] != 3:
             raise ValueError(f"watershed_3class needs 3 classes, got {output.shape[0]}")
-        return class_map(output)
+        return device_class_map(output) if tensor else class_map(output)
     distance = output[0] if output.ndim == 3 else output
     if output.ndim == 3 and output.shape[0] != 1:
         raise ValueError(f"watershed_distance needs one channel, got {output.shape[0]}")
-    classes = (distance > p["foreground_threshold"]).astype(np.uint8)
+    classes = uint8(distance > p["foreground_threshold"])
     classes[distance > p["seed_threshold"]] = 2
     return classes
 
 
-def model_classes(postprocess: dict | None, output: np.ndarray) -> np.ndarray:
-    """The class map of a network output by a model spec's `postprocess` entry."""
+def model_classes(postprocess: dict | None, output):
+    """The class map of a network output (numpy, or a tensor on its device) by a model
+    spec's `postprocess` entry."""
     name, params = method_of(postprocess)
     return output_classes(name, output, **params)
 
@@ -70,32 +82,6 @@ def device_class_map(probs):
         best = torch.maximum(best, probs[c - 1])
         out[probs[c] > best] = c
     return out
-
-
-def device_output_classes(name: str, output, **params):
-    """`output_classes` in torch: the uint8 class map of a (C, ...) float tensor."""
-    import torch
-
-    p = method_params(name, params)
-    if name == "components":
-        foreground = output[0] if output.shape[0] == 1 else 1.0 - output[0]
-        return (foreground > p["threshold"]).to(torch.uint8)
-    if name == "watershed_3class":
-        if output.shape[0] != 3:
-            raise ValueError(f"watershed_3class needs 3 classes, got {output.shape[0]}")
-        return device_class_map(output)
-    if output.shape[0] != 1:
-        raise ValueError(f"watershed_distance needs one channel, got {output.shape[0]}")
-    distance = output[0]
-    classes = (distance > p["foreground_threshold"]).to(torch.uint8)
-    classes[distance > p["seed_threshold"]] = 2
-    return classes
-
-
-def device_model_classes(postprocess: dict | None, output):
-    """The class map of a network output tensor by a model spec's `postprocess` entry."""
-    name, params = method_of(postprocess)
-    return device_output_classes(name, output, **params)
 
 
 def encode_probabilities(output, dtype: str):

@@ -8,7 +8,7 @@ import torch
 
 from biounet.model.unet import UNet, UNetConfig
 from biounet.plan.memory import tile_bytes
-from biounet.predict.classes import device_output_classes, encode_probabilities, output_classes
+from biounet.predict.classes import encode_probabilities, output_classes
 from biounet.predict.device import prepare, run
 from biounet.predict.gpu import (GPU_RESERVE, DeviceListError, assign_devices, choose_gpu_batch, choose_precision,
                                  parse_devices)
@@ -36,7 +36,7 @@ def test_device_class_map_equals_the_numpy_rule(name, channels, params):
     for seed in range(3):
         out = outputs(channels, seed)
         expected = output_classes(name, out, **params)
-        got = device_output_classes(name, torch.from_numpy(out), **params)
+        got = output_classes(name, torch.from_numpy(out), **params)
         assert got.dtype == torch.uint8 and np.array_equal(got.numpy(), expected), (name, seed)
 
 

@@ -100,3 +100,29 @@ def test_pyramid_levels_equal_whole_array_downsampling(tmp_path, labels):
     for i in range(levels):
         expected = shrink(expected, labels, (2, 2)) if i else expected
         assert np.array_equal(root[f"labels/x/{i}"][...], expected), i
+
+
+def test_outputs_open_and_walk_without_warnings(slide, tiny_model, tmp_path):
+    """zarr, ome-zarr-py and napari-ome-zarr open and walk a finished output and one a run
+    left half-done (its run folder full of records and markers) without a warning: the
+    run folder holds only valid zarr nodes."""
+    import warnings
+
+    from napari_ome_zarr import napari_get_reader
+
+    done = tmp_path / "done.ome.zarr"
+    segment(slide, done, model=tiny_model, block=256, progress=False)
+    half = tmp_path / "half.ome.zarr"
+    segment(slide, half, model=tiny_model, block=256, part=(1, 2), progress=False)  # resumable, records kept
+    assert list((half / ".biounet" / "records").rglob("*.0"))
+    for out in (done, half):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            root = zarr.open_group(str(out), mode="r")
+            nodes = list(root.members(max_depth=None))
+            assert any(name == "labels/classes/0" for name, _ in nodes)
+            for _, node in nodes:
+                if isinstance(node, zarr.Array):
+                    node[(0,) * node.ndim]  # every array reads, the run folder's too
+            if out is done:
+                assert len(napari_get_reader(str(out))(str(out))) == 3
