@@ -21,6 +21,7 @@ EXIT_RUNTIME = 1
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # biounet.predict.gpu.PRECISIONS, without importing torch here
+ZOO_WEIGHTS = ("pytorch_state_dict", "torchscript")  # biounet.zoo.load.RUNNABLE
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
@@ -30,11 +31,12 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 USER_ERRORS = {
     "biounet.read.image.ImageUsageError": EXIT_USAGE, "biounet.plan.run.UsageError": EXIT_USAGE,
     "biounet.model.geometry.TileSizeError": EXIT_USAGE, "biounet.predict.device.DeviceError": EXIT_USAGE,
-    "biounet.model.file.ModelNotFoundError": EXIT_USAGE, "biounet.write.store.OutputError": EXIT_USAGE,
+    "biounet.model.file.ModelNotFoundError": EXIT_USAGE, "biounet.model.file.ModelUsageError": EXIT_USAGE,
+    "biounet.zoo.arch.ExportError": EXIT_USAGE, "biounet.write.store.OutputError": EXIT_USAGE,
     "biounet.write.runfolder.ResumeError": EXIT_USAGE, "biounet.read.files.DataError": EXIT_USAGE,
     "biounet.train.loop.CheckpointError": EXIT_USAGE, "biounet.napari.view.ViewNotFoundError": EXIT_USAGE,
     "biounet.read.image.ImageReadError": EXIT_RUNTIME, "biounet.model.file.ModelFileError": EXIT_RUNTIME,
-    "biounet.napari.view.ViewError": EXIT_RUNTIME,
+    "biounet.napari.view.ViewError": EXIT_RUNTIME, "biounet.zoo.ZooNotInstalled": EXIT_RUNTIME,
 }
 
 
@@ -142,7 +144,10 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output OME-Zarr (one INPUT only); default: beside INPUT, slide.tif -> slide.ome.zarr.")
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Write each output into this folder instead.")
-@click.option("--model", type=click.Path(path_type=Path), help="Model file (default: the shipped nuclei model).")
+@click.option("--model", type=click.Path(path_type=Path), help="Model file, or a bioimage.io package (.zip, rdf.yaml "
+              "or its folder); default: the shipped nuclei model.")
+@click.option("--weights", type=click.Choice(ZOO_WEIGHTS), help="Which weights of a bioimage.io package to run "
+              "(default: pytorch_state_dict if it has them).")
 @click.option("--tile", type=int, help="Input tile size (188 + 16k for depth 5); default: automatic.")
 @click.option("--block", type=int, help="Block size in pixels, the unit of work and of writing: one chunk for "
               "NGFF 0.4 (default 1024), one shard of 4 x 4 chunks for NGFF 0.5 (default 4096).")
@@ -169,7 +174,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--scheduler", help="Address of a running dask.distributed scheduler.")
 @click.option("--cluster", type=click.Choice(["local", "slurm", "pbs", "lsf"]), help="Start a Dask cluster with --workers workers (jobs).")
 @click.option("--qc-png", type=click.Path(path_type=Path), help="Write an overlay thumbnail (image + instance outlines).")
-def segment(inputs: tuple[Path, ...], output, output_dir, model, tile, block, device, workers, precision, compile_net,
+def segment(inputs: tuple[Path, ...], output, output_dir, model, weights, tile, block, device, workers, precision, compile_net,
             channel, level, axes, memory_limit, save_probabilities, ngff, no_image, overwrite, quiet, no_progress, part,
             finalize, scheduler, cluster, qc_png) -> None:
     """Segment each INPUT (TIFF, OME-TIFF, zarr, OME-Zarr) into an OME-Zarr for napari.
@@ -194,7 +199,7 @@ def segment(inputs: tuple[Path, ...], output, output_dir, model, tile, block, de
     for input, out in zip(inputs, outputs):
         result = run(
             input, out, model=model, tile=tile, block=block, device=device, workers=workers, precision=precision,
-            compile=compile_net, channel=list(channel) or None, overwrite=overwrite, save_probabilities=save_probabilities,
+            compile=compile_net, weights=weights, channel=list(channel) or None, overwrite=overwrite, save_probabilities=save_probabilities,
             ngff=ngff, level=level, axes=axes, memory_limit=memory_limit, write_image=not no_image,
             progress=not (quiet or no_progress), part=_parse_part(part), finalize=finalize, scheduler=scheduler,
             cluster=cluster, qc_png=qc_png, log=None if quiet else say,
@@ -318,13 +323,18 @@ def system(as_json: bool) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(path: Path, as_json: bool) -> None:
-    """Describe an image (shape, axes, dtype, chunks, levels, pixel size) or a model file.
+    """Describe an image (shape, axes, dtype, chunks, levels, pixel size), a model file or a
+    bioimage.io package (.zip, rdf.yaml or its folder: what it is and how biounet runs it).
 
     A file is told by its content, whatever its name: TIFF by its header, a model
-    by torch's archive layout.
+    by torch's archive layout, a package by its rdf.yaml.
     """
     kind = _file_kind(path)
-    if kind == "model":
+    if kind == "package":
+        from biounet.zoo.load import describe_package
+
+        summary = describe_package(path)
+    elif kind == "model":
         from biounet.model.file import read_model_payload
 
         payload = read_model_payload(path)
@@ -343,10 +353,14 @@ TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and Big
 
 
 def _file_kind(path: Path) -> str:
-    """"image" (a TIFF by its header, a folder, or a missing path: open_image says what is
-    wrong), "model" (torch.save's zip or legacy pickle) or "other"."""
+    """"package" (bioimage.io), "image" (a TIFF by its header, a folder, or a missing path:
+    open_image says what is wrong), "model" (torch.save's zip or legacy pickle) or "other"."""
     import zipfile
 
+    from biounet.zoo import is_package
+
+    if is_package(path):
+        return "package"
     if not path.is_file():
         return "image"
     with open(path, "rb") as f:
@@ -373,6 +387,32 @@ def _echo_summary(summary: dict, as_json: bool) -> None:
                 click.echo(f"  {k}: {v}")
         else:
             click.echo(f"{key}: {value}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="The package to write (.zip).")
+@click.option("--test-image", type=click.Path(path_type=Path), help="A real image the model is for: its centre crop "
+              "is the test input (default: a BBBC039 field of the sample data).")
+@click.option("--documentation", type=click.Path(path_type=Path), help="Markdown file for the package's documentation "
+              "(default: MODEL_CARD.md for the shipped model, else a summary of the model).")
+@click.option("--name", help="The model's name in the package.")
+@click.option("--author", "authors", multiple=True, help="An author (repeatable; default: biounet developers).")
+@click.option("--license", "license_", default="BSD-3-Clause", show_default=True, help="The model's SPDX licence.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing package.")
+def export(model: Path, output: Path, test_image, documentation, name, authors, license_, overwrite) -> None:
+    """Write MODEL as a bioimage.io (BioImage Model Zoo) package: pytorch_state_dict and
+    torchscript weights, test tensors from a real image, biounet's post-processing in its config."""
+    if not model.exists():
+        _fail(f"model not found: {model}; check the path", EXIT_USAGE)
+    if output.exists() and not overwrite:
+        _fail(f"{output} exists; pass --overwrite to replace it", EXIT_USAGE)
+    from biounet.zoo.export import export_package
+
+    done = export_package(model, output, test_image=test_image, documentation=documentation, license=license_,
+                          name=name, authors=authors or ("biounet developers",))
+    click.echo(f"wrote {done['package']}: bioimage.io model ({done['status']}), test input "
+               f"{'x'.join(map(str, done['test_input']))}, test output {'x'.join(map(str, done['test_output']))}")
 
 
 # Options of `train` and the TrainConfig fields they set.
@@ -481,7 +521,9 @@ def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over,
 @main.command()
 @click.option("--labels", required=True, type=click.Path(path_type=Path), help="Folder of true label images.")
 @click.option("--pred", type=click.Path(path_type=Path), help="Folder of predicted instance label images (same names).")
-@click.option("--model", type=click.Path(path_type=Path), help="Model file to run on --images (default: the shipped nuclei model).")
+@click.option("--model", type=click.Path(path_type=Path), help="Model file or bioimage.io package to run on --images "
+              "(default: the shipped nuclei model).")
+@click.option("--weights", type=click.Choice(ZOO_WEIGHTS), help="Which weights of a bioimage.io package to run.")
 @click.option("--images", type=click.Path(path_type=Path), help="Folder of images to segment and score (same names).")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write per-image and summary rows here.")
 @click.option("--membrane/--no-membrane", default=None, help="Add pixel and Rand error (default: for 0/1 mask labels).")
@@ -492,7 +534,7 @@ def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over,
               help="Normalisation statistics for --model: of each image, or of all images taken together "
               "(default: as the model was trained).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def evaluate(labels: Path, pred, model, images, csv_path, membrane, ignore, channel, tile, normalize_over,
+def evaluate(labels: Path, pred, model, weights, images, csv_path, membrane, ignore, channel, tile, normalize_over,
              device) -> None:
     """Score segmentations (--pred) or a model run on --images (default: the shipped model) against --labels."""
     if pred is not None and (model is not None or images is not None):
@@ -508,7 +550,8 @@ def evaluate(labels: Path, pred, model, images, csv_path, membrane, ignore, chan
         if not model.exists():
             raise ModelFileError("no --model given and no pretrained model is shipped in this install; pass --model")
     table = run(labels, pred_dir=pred, model=model, images_dir=images, membrane=membrane, ignore=ignore,
-                device=device, channels=list(channel) or None, tile=tile, normalize_over=normalize_over)
+                device=device, channels=list(channel) or None, tile=tile, normalize_over=normalize_over,
+                weights=weights)
     click.echo(table.format())
     if csv_path is not None:
         click.echo(f"wrote {table.to_csv(csv_path)}")

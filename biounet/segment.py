@@ -63,6 +63,7 @@ def segment(
     write_image: bool = True,
     precision: str = "auto",
     compile: bool = False,
+    weights: str | None = None,
     progress: bool | Callable[[int, int], None] = True,
     part: tuple[int, int] | None = None,
     finalize: bool = False,
@@ -111,6 +112,7 @@ def segment(
         input, output, model=model, tile=tile, block=block, device=device, channel=channel,
         save_probabilities=save_probabilities, ngff=ngff, level=level, axes=axes,
         memory_limit=memory_limit, write_image=write_image, precision=precision, compile=compile, workers=workers,
+        weights=weights,
     )
     folder_run, record = _existing(run) if finalize else _open_output(run, overwrite, shared=part is not None)
     run = folder_run

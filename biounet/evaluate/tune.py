@@ -63,6 +63,11 @@ def tune(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: st
     normalised as `evaluate` does (`normalize_over`, then also stored in the
     copy); the choice is recorded in the model's provenance.
     """
+    from biounet.zoo import is_package
+
+    if is_package(model):
+        raise DataError(f"{model} is a bioimage.io package: tune writes a biounet model file, so tune the "
+                        "model it was exported from")
     labels, images = matched_files(labels_dir, images_dir, "image")
     truth = {name: read_labels(path) for name, path in labels.items()}
     net, spec = load_prepared(model, device)

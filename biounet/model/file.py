@@ -31,6 +31,10 @@ class ModelNotFoundError(ModelFileError):
     """The model path does not exist (a usage error)."""
 
 
+class ModelUsageError(ModelFileError):
+    """A model option that does not fit the model (a usage error)."""
+
+
 @dataclass
 class ModelSpec:
     """What a trained network is for and how to feed it.
@@ -39,7 +43,8 @@ class ModelSpec:
     classes: names of the output channels of a classification head.
     postprocess: {"name": ..., "params": {...}} turning outputs into instances.
     normalization: {"method": "percentile", "low": 1.0, "high": 99.8} (percentiles of
-        the slide), {"method": "fixed", "low": a, "high": b} or {"method": "none"}.
+        the slide), {"method": "fixed", "low": a, "high": b} or {"method": "none"} (more in
+        `biounet.predict.normalize.normalization_stats`).
     tile: preferred input tile size (None: choose automatically).
     """
 
@@ -144,8 +149,13 @@ def build_network(config: UNetConfig):
     return UNet(config)
 
 
-def load_spec(path: str | Path) -> ModelSpec:
-    """The spec of a model file (what it predicts and how to feed it), without building the network."""
+def load_spec(path: str | Path, weights: str | None = None) -> ModelSpec:
+    """The spec of a model file or bioimage.io package (what it predicts and how to feed
+    it), without building the network."""
+    if _zoo(path, weights):
+        from biounet.zoo.load import package_spec
+
+        return package_spec(path, weights)
     payload = read_model_payload(path)
     try:
         return ModelSpec.from_dict(payload["spec"])
@@ -156,8 +166,15 @@ def load_spec(path: str | Path) -> ModelSpec:
         ) from None
 
 
-def load_model(path: str | Path) -> tuple[UNet, ModelSpec]:
-    """Rebuild the network of a model file (on the CPU, in eval mode) and its spec."""
+def load_model(path: str | Path, weights: str | None = None) -> tuple[UNet, ModelSpec]:
+    """Rebuild the network of a model file (on the CPU, in eval mode) and its spec; a
+    bioimage.io package (.zip, rdf.yaml or its folder) gives its network behind the same
+    interface, from its `weights` ("pytorch_state_dict" or "torchscript"; default: the first
+    it has)."""
+    if _zoo(path, weights):
+        from biounet.zoo.load import load_package
+
+        return load_package(path, weights)
     payload = read_model_payload(path)
     try:
         spec = ModelSpec.from_dict(payload["spec"])
@@ -170,6 +187,17 @@ def load_model(path: str | Path) -> tuple[UNet, ModelSpec]:
         ) from None
     net.eval()
     return net, spec
+
+
+def _zoo(path: str | Path, weights: str | None) -> bool:
+    """Whether `path` is a bioimage.io package (`weights` only choose among a package's)."""
+    from biounet.zoo import is_package
+
+    if is_package(path):
+        return True
+    if weights is not None:
+        raise ModelUsageError(f"--weights {weights} chooses the weights of a bioimage.io package; {path} is none")
+    return False
 
 
 def _mismatch(err: BaseException) -> str:

@@ -1,9 +1,10 @@
-"""Tile geometry of a U-Net: which input sizes are valid and what they produce.
+"""Tile geometry of a network: which input sizes are valid and what they produce.
 
 With unpadded ("valid") 3x3 convolutions every level loses pixels, so only some
 input sizes give an output at all, and PyTorch silently accepts sizes that break
 the centre alignment. These pure functions say which sizes are valid and what
-comes out, so that the tiling code never has to guess.
+comes out, so that the tiling code never has to guess. A network that is no
+biounet U-Net (a bioimage.io package) states its rule instead (`SizeRule`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,69 @@ class TileSizeError(ValueError):
     """An input tile size the network cannot take."""
 
 
+class TileSizes:
+    """What every tile geometry answers from its smallest valid input (`min_input`), the
+    step between valid sizes (`align`, also the shift period: tiles start on multiples of
+    it), the context lost on each side (`margin`) and `is_valid`."""
+
+    min_input: int
+    align: int
+    margin: int
+
+    def is_valid(self, size: int) -> bool:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """What the network is, for messages ("a depth-5 valid U-Net")."""
+        raise NotImplementedError
+
+    def sizes_text(self) -> str:
+        """The valid input sizes, for messages: "188 + 16k"."""
+        return f"{self.min_input} + {self.align}k"
+
+    def output_size(self, size: int) -> int:
+        """Output size for a valid input size; raises TileSizeError otherwise."""
+        self.check(size)
+        return size - 2 * self.margin
+
+    def input_size(self, output: int) -> int:
+        """Smallest valid input size whose output is at least `output` pixels."""
+        return self.nearest_valid(output + 2 * self.margin, direction="up")
+
+    def valid_sizes(self, lo: int, hi: int) -> list[int]:
+        """All valid input sizes in [lo, hi]."""
+        start = self.nearest_valid(max(lo, self.min_input), direction="up")
+        return list(range(start, hi + 1, self.align))
+
+    def nearest_valid(self, size: int, direction: str = "nearest") -> int:
+        """The valid input size nearest to `size` ("nearest", "up" or "down")."""
+        if size <= self.min_input:
+            return self.min_input
+        k, rest = divmod(size - self.min_input, self.align)
+        below = self.min_input + k * self.align
+        above = below if rest == 0 else below + self.align
+        if direction == "up":
+            return above
+        if direction == "down":
+            return below
+        return below if size - below <= above - size else above
+
+    def check(self, size: int) -> None:
+        """Raise TileSizeError naming the nearest valid sizes if `size` is invalid."""
+        if self.is_valid(size):
+            return
+        below = max(self.min_input, self.nearest_valid(size, "down"))
+        above = self.nearest_valid(size, "up")
+        near = sorted({below, above})
+        raise TileSizeError(
+            f"tile size {size} is not valid for {self.describe()}: "
+            f"valid sizes are {self.sizes_text()}; nearest: "
+            + " or ".join(map(str, near))
+        )
+
+
 @dataclass(frozen=True)
-class Geometry:
+class Geometry(TileSizes):
     """Input/output size arithmetic of a U-Net of a given depth and padding.
 
     depth: number of resolution levels (5 in the paper).
@@ -90,42 +152,47 @@ class Geometry:
             return self.simulate(size) is not None
         return size >= self.min_input and size % self.align == 0
 
-    def output_size(self, size: int) -> int:
-        """Output size for a valid input size; raises TileSizeError otherwise."""
-        self.check(size)
-        return size - 2 * self.margin
+    def describe(self) -> str:
+        return f"a depth-{self.depth} {self.padding} U-Net"
 
-    def input_size(self, output: int) -> int:
-        """Smallest valid input size whose output is at least `output` pixels."""
-        return self.nearest_valid(output + 2 * self.margin, direction="up")
 
-    def valid_sizes(self, lo: int, hi: int) -> list[int]:
-        """All valid input sizes in [lo, hi]."""
-        start = self.nearest_valid(max(lo, self.min_input), direction="up")
-        return list(range(start, hi + 1, self.align))
+@dataclass(frozen=True)
+class SizeRule(TileSizes):
+    """The tile geometry a model states instead of a U-Net's depth (a bioimage.io package):
+    valid inputs `min_input` + `align` k (only `min_input` when `fixed`), and `margin`
+    pixels of each side that do not reach the kept output."""
+
+    min_input: int
+    align: int
+    margin: int
+    fixed: bool = False
+
+    def __post_init__(self) -> None:
+        if self.min_input < 1 or self.align < 1 or self.margin < 0:
+            raise ValueError(f"invalid size rule: min {self.min_input}, step {self.align}, margin {self.margin}")
+
+    def is_valid(self, size: int) -> bool:
+        if self.fixed:
+            return size == self.min_input
+        return size >= self.min_input and (size - self.min_input) % self.align == 0
 
     def nearest_valid(self, size: int, direction: str = "nearest") -> int:
-        """The valid input size nearest to `size` ("nearest", "up" or "down")."""
-        if size <= self.min_input:
-            return self.min_input
-        k, rest = divmod(size - self.min_input, self.align)
-        below = self.min_input + k * self.align
-        above = below if rest == 0 else below + self.align
-        if direction == "up":
-            return above
-        if direction == "down":
-            return below
-        return below if size - below <= above - size else above
+        return self.min_input if self.fixed else super().nearest_valid(size, direction)
 
-    def check(self, size: int) -> None:
-        """Raise TileSizeError naming the nearest valid sizes if `size` is invalid."""
-        if self.is_valid(size):
-            return
-        below = max(self.min_input, self.nearest_valid(size, "down"))
-        above = self.nearest_valid(size, "up")
-        near = sorted({below, above})
-        raise TileSizeError(
-            f"tile size {size} is not valid for a depth-{self.depth} {self.padding} U-Net: "
-            f"valid sizes are {self.min_input} + {self.align}k; nearest: "
-            + " or ".join(map(str, near))
-        )
+    def valid_sizes(self, lo: int, hi: int) -> list[int]:
+        return [s for s in super().valid_sizes(lo, hi) if self.is_valid(s)]
+
+    def describe(self) -> str:
+        return "this model"
+
+    def sizes_text(self) -> str:
+        return f"{self.min_input} only" if self.fixed else super().sizes_text()
+
+
+def geometry_of(config) -> TileSizes:
+    """The tile geometry of a network config (a `UNetConfig`): a size rule the config
+    states in `extra["sizes"]` (a bioimage.io package's), else its U-Net's depth and padding."""
+    sizes = config.extra.get("sizes")
+    if sizes:
+        return SizeRule(int(sizes["min"]), int(sizes["step"]), int(sizes["margin"]), bool(sizes.get("fixed", False)))
+    return Geometry(config.depth, config.padding)

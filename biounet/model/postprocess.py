@@ -12,6 +12,10 @@ instances from the class map by `biounet.label`. The methods:
 - ``watershed_distance``: a normalised distance map (1,H,W). Class map:
   0 below ``foreground_threshold``, 2 above ``seed_threshold`` (cores), else 1.
   Instances: cores grown up to ``expand`` pixels down over the foreground.
+- ``argmax``: any classifier (a bioimage.io package that names no post-processing
+  of biounet's). Class map: the most probable class (one channel: > ``threshold``).
+  Instances: connected components of class 1; other foreground classes form
+  objects of their own.
 
 Foreground no seed reaches becomes an object of its own; objects smaller than
 ``min_size`` pixels are dropped. (The "watershed" names are kept for model
@@ -24,6 +28,7 @@ DEFAULTS = {
     "components": {"threshold": 0.5, "min_size": 10},
     "watershed_3class": {"expand": 4, "min_size": 10},
     "watershed_distance": {"foreground_threshold": 0.05, "seed_threshold": 0.5, "expand": 12, "min_size": 10},
+    "argmax": {"threshold": 0.5, "min_size": 1},
 }
 DEFAULT_METHOD = {"name": "components", "params": {}}
 

@@ -4,7 +4,8 @@ Per level: two 3x3 convolutions with ReLU (optionally batch norm), 2x2 max
 pooling on the way down, a 2x2 up-convolution that halves the channels on the
 way up, the skip connection centre-cropped and concatenated, and a final 1x1
 convolution. The defaults are the paper's: depth 5, width 64, unpadded
-convolutions, 2 classes.
+convolutions, 2 classes. The layers and forward pass live in `unet_arch`, which
+imports only torch, so a bioimage.io package can carry them unchanged.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import torch
 from torch import nn
 
 from biounet.model.geometry import Geometry
+from biounet.model.unet_arch import UNetArch, center_crop
+
+__all__ = ["UNet", "UNetConfig", "center_crop", "count_parameters"]
 
 
 @dataclass(frozen=True)
@@ -51,24 +55,7 @@ class UNetConfig:
         return cls(**data)
 
 
-def _double_conv(cin: int, cout: int, pad: int, batch_norm: bool) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for c in (cin, cout):
-        layers.append(nn.Conv2d(c, cout, 3, padding=pad, bias=not batch_norm))
-        if batch_norm:
-            layers.append(nn.BatchNorm2d(cout))
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
-
-
-def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """The centre `height` x `width` window of an NCHW tensor."""
-    top = (x.shape[-2] - height) // 2
-    left = (x.shape[-1] - width) // 2
-    return x[..., top : top + height, left : left + width]
-
-
-class UNet(nn.Module):
+class UNet(UNetArch):
     """U-Net returning raw scores (logits, or the regression output).
 
     Use `predict` for inference: softmax over classes for a classification head,
@@ -76,29 +63,14 @@ class UNet(nn.Module):
     """
 
     def __init__(self, config: UNetConfig | None = None, **kwargs) -> None:
-        super().__init__()
         if config is None:
             config = UNetConfig(**kwargs)
         elif kwargs:
             raise TypeError("pass either a UNetConfig or keyword options, not both")
+        super().__init__(config.in_channels, config.out_channels, config.depth, config.width, config.padding,
+                         config.batch_norm, config.dropout)
         self.config = config
         self.geometry = Geometry(config.depth, config.padding)
-        pad = 1 if config.padding == "same" else 0
-        widths = [config.width * 2**level for level in range(config.depth)]
-
-        self.down = nn.ModuleList()
-        cin = config.in_channels
-        for w in widths:
-            self.down.append(_double_conv(cin, w, pad, config.batch_norm))
-            cin = w
-        self.pool = nn.MaxPool2d(2)
-        self.dropout = nn.Dropout2d(config.dropout) if config.dropout > 0 else nn.Identity()
-        self.up = nn.ModuleList()
-        self.up_conv = nn.ModuleList()
-        for w in reversed(widths[:-1]):
-            self.up.append(nn.ConvTranspose2d(2 * w, w, 2, stride=2))
-            self.up_conv.append(_double_conv(2 * w, w, pad, config.batch_norm))
-        self.head = nn.Conv2d(widths[0], config.out_channels, 1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -114,20 +86,6 @@ class UNet(nn.Module):
             nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_in))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for level, block in enumerate(self.down):
-            if level:
-                x = self.pool(x)
-            x = block(x)
-            skips.append(x)
-        x = self.dropout(skips.pop())
-        for up, conv in zip(self.up, self.up_conv):
-            x = up(x)
-            skip = skips.pop()
-            x = conv(torch.cat([center_crop(skip, x.shape[-2], x.shape[-1]), x], dim=1))
-        return self.head(x)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -138,7 +138,7 @@ class Resources:
                 from biounet.model.file import load_model
                 from biounet.predict.device import prepare
 
-                net, _ = load_model(self.run.model)
+                net, _ = load_model(self.run.model, self.run.weights)
                 self._nets[key] = prepare(net, device, self.threads, self.run.precision, self.run.compile)
             return self._nets[key]
 

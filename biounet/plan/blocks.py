@@ -14,7 +14,7 @@ from itertools import product
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from biounet.model.geometry import Geometry
+    from biounet.model.geometry import TileSizes
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def tile_starts(start: int, stop: int, tile_out: int, align: int) -> list[int]:
     return starts
 
 
-def tile_window(block: Block, tile_in: int, geometry: "Geometry") -> tuple[int, int, int, int, list[int], list[int]]:
+def tile_window(block: Block, tile_in: int, geometry: "TileSizes") -> tuple[int, int, int, int, list[int], list[int]]:
     """Input window (y0, y1, x0, x1, in slide coordinates, may reach past the edges)
     that a block's tiles need, and the tiles' output origins along y and x."""
     tile_out = geometry.output_size(tile_in)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from biounet.model.geometry import Geometry
+from biounet.model.geometry import geometry_of
 from biounet.model.unet import UNetConfig
 
 # Live float32 tensors at full resolution during inference, in units of
@@ -19,7 +19,7 @@ def tile_bytes(config: UNetConfig, tile_in: int) -> int:
 
 def choose_tile(config: UNetConfig, block: int, memory_limit: int) -> int:
     """The largest valid tile not larger than needed to cover `block`, within `memory_limit`."""
-    geometry = Geometry(config.depth, config.padding)
+    geometry = geometry_of(config)
     best = geometry.input_size(block)
     while best > geometry.min_input and tile_bytes(config, best) > memory_limit:
         best -= geometry.align

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from biounet.version import __version__
 from biounet.model.file import ModelFileError, ModelSpec, default_model_path, load_model
-from biounet.model.geometry import Geometry
+from biounet.model.geometry import TileSizes, geometry_of
 from biounet.plan.blocks import Block, tile_window
 from biounet.plan.layout import OutputLayout
 from biounet.plan.memory import choose_batch, choose_tile
@@ -83,8 +83,13 @@ def select_channels(image, channel: list[str] | tuple[str, ...] | None, wanted: 
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file, read in 1 MiB pieces."""
+    """sha256 of a file, read in 1 MiB pieces; of a folder (an unpacked bioimage.io package),
+    of its files' names and digests."""
     h = hashlib.sha256()
+    if path.is_dir():
+        for p in sorted(q for q in path.rglob("*") if q.is_file()):
+            h.update(f"{p.relative_to(path).as_posix()}\0{file_digest(p)}\n".encode())
+        return h.hexdigest()
     with open(path, "rb") as f:
         for piece in iter(lambda: f.read(1 << 20), b""):
             h.update(piece)
@@ -128,10 +133,11 @@ class Run:
     threads: int | None = None  # torch threads per process (None: every core it may use)
     precision: str = "fp32"  # "fp32", "bf16" or "fp16" (autocast), resolved for the device
     compile: bool = False  # torch.compile the network
+    weights: str | None = None  # which weights of a bioimage.io package (None: its first runnable)
 
     @property
-    def geometry(self) -> Geometry:
-        return Geometry(self.spec.unet.depth, self.spec.unet.padding)
+    def geometry(self) -> TileSizes:
+        return geometry_of(self.spec.unet)
 
     @cached_property
     def blocks(self) -> list[Block]:
@@ -164,7 +170,7 @@ def make_run(
     input, output, *, model=None, tile: int | None = None, block: int | None = None, device: str = "auto",
     channel: list[str] | None = None, save_probabilities: str | None = None, ngff: str = "0.4", level: int = 0,
     axes: str | None = None, memory_limit: int | str = DEFAULT_MEMORY, write_image: bool = True,
-    precision: str = "auto", compile: bool = False, workers: int = 1,
+    precision: str = "auto", compile: bool = False, workers: int = 1, weights: str | None = None,
 ) -> Run:
     """Check every argument and resolve tile, batch, blocks, precision and arrays;
     touches no output."""
@@ -177,8 +183,8 @@ def make_run(
     model_path = Path(model) if model else default_model_path()
     if not model and not model_path.exists():
         raise ModelFileError("no --model given and no pretrained model is shipped in this install; pass --model")
-    _, spec = load_model(model_path)  # the whole file, so a broken one fails before any output exists
-    geometry = Geometry(spec.unet.depth, spec.unet.padding)
+    _, spec = load_model(model_path, weights)  # the whole file, so a broken one fails before any output exists
+    geometry = geometry_of(spec.unet)
     if ngff not in NGFF_VERSIONS:
         raise UsageError(f"--ngff {ngff!r} is not supported: use 0.4 or 0.5")
     if save_probabilities not in (None, *PROBABILITY_TYPES):
@@ -235,14 +241,14 @@ def make_run(
         "level": level, "axes": axes, "tile": chosen, "block": block,
         "channels": list(channels) if channels else None, "ngff": ngff,
         "probabilities": save_probabilities, "image": write_image, "biounet": __version__,
-        "precision": precision,
+        "precision": precision, **({"weights": spec.unet.extra["weights"]} if "weights" in spec.unet.extra else {}),
     }
     return Run(
         input=str(input), output=str(output), level=level, axes=axes, image_axes=image.axes,
         image_dtype=str(data.dtype), image_channels=image.size("c") if "c" in image.axes else 0,
         channels=channels, model=str(model_path), spec=spec, tile=chosen, batch=batch, layout=layout,
         probabilities=save_probabilities, write_image=write_image, device=device, params=params,
-        precision=precision, compile=compile,
+        precision=precision, compile=compile, weights=weights,
     )
 
 

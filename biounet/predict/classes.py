@@ -51,6 +51,10 @@ def output_classes(name: str, output, **params):
         if output.shape[0] != 3:
             raise ValueError(f"watershed_3class needs 3 classes, got {output.shape[0]}")
         return device_class_map(output) if tensor else class_map(output)
+    if name == "argmax":
+        if output.shape[0] == 1:
+            return uint8(output[0] > p["threshold"])
+        return device_class_map(output) if tensor else class_map(output)
     distance = output[0] if output.ndim == 3 else output
     if output.ndim == 3 and output.shape[0] != 1:
         raise ValueError(f"watershed_distance needs one channel, got {output.shape[0]}")

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from biounet.model.geometry import Geometry
+from biounet.model.geometry import TileSizes
 from biounet.plan.blocks import Block, tile_window
 from biounet.plan.mirror import mirror_window
 from biounet.predict.normalize import normalize
@@ -21,7 +21,7 @@ class BlockInput(NamedTuple):
     pixels: np.ndarray | None
 
 
-def read_block(image, level: int, block: Block, tile: int, geometry: Geometry, stats: np.ndarray,
+def read_block(image, level: int, block: Block, tile: int, geometry: TileSizes, stats: np.ndarray,
                channels: tuple[int, ...] | None = None, keep_pixels: bool = False) -> BlockInput:
     """The block's normalised input window, mirrored beyond the slide's edges (and its
     own pixels, to be copied into the output image)."""

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import torch
 
-from biounet.model.geometry import Geometry
+from biounet.model.geometry import TileSizes
 from biounet.notices import BiounetWarning
 from biounet.plan.blocks import Block, tile_window
 from biounet.predict.device import run
@@ -38,7 +38,7 @@ def is_out_of_memory(err: BaseException) -> bool:
     return False
 
 
-def smaller_tile(tile_in: int, geometry: Geometry) -> int | None:
+def smaller_tile(tile_in: int, geometry: TileSizes) -> int | None:
     """A valid tile with about half the output of `tile_in` (None: already the smallest
     that still covers one shift period)."""
     smallest = geometry.input_size(geometry.align)
@@ -48,7 +48,7 @@ def smaller_tile(tile_in: int, geometry: Geometry) -> int | None:
     return max(smallest, min(geometry.nearest_valid(half, "down"), tile_in - geometry.align))
 
 
-def predict_block(net: torch.nn.Module, window: np.ndarray, block: Block, tile_in: int, geometry: Geometry,
+def predict_block(net: torch.nn.Module, window: np.ndarray, block: Block, tile_in: int, geometry: TileSizes,
                   batch_size: int, fallback: dict | None = None) -> torch.Tensor:
     """Network output (C_out, H, W), float32 on the network's device, of `block` from its
     normalised input `window` (C, h, w).
@@ -98,7 +98,7 @@ def _free_device_memory(net: torch.nn.Module) -> None:
 
 
 def _predict_tiles(net: torch.nn.Module, window: np.ndarray, block: Block, window_tile: int, tile_in: int,
-                   geometry: Geometry, batch_size: int) -> torch.Tensor:
+                   geometry: TileSizes, batch_size: int) -> torch.Tensor:
     """`predict_block` with one tile size and batch; `window` was read for `window_tile`."""
     _, _, _, _, ys, xs = tile_window(block, tile_in, geometry)
     tile_out = geometry.output_size(tile_in)
@@ -117,8 +117,9 @@ def _predict_tiles(net: torch.nn.Module, window: np.ndarray, block: Block, windo
         crops = [source[:, ty - m - oy : ty - m - oy + tile_in, tx - m - ox : tx - m - ox + tile_in] for ty, tx in batch]
         x = crops[0][None] if len(crops) == 1 else torch.stack(crops)
         y = run(net, x).float()
-        if y.shape[-1] != tile_out:  # a same-padded network: keep the centre
-            y = y[..., m : m + tile_out, m : m + tile_out]
+        if y.shape[-1] != tile_out:  # a same-padded network (or a halo to crop): keep the centre
+            cy, cx = (y.shape[-2] - tile_out) // 2, (y.shape[-1] - tile_out) // 2
+            y = y[..., cy : cy + tile_out, cx : cx + tile_out]
         if len(tiles) == 1:  # one tile covers the block (the usual case): its top-left part is the block
             return y[0, :, : block.y1 - block.y0, : block.x1 - block.x0]
         if out is None:

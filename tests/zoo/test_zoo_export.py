@@ -1,0 +1,125 @@
+"""`biounet export`: the package is valid bioimage.io (spec 0.5), bioimageio.core reproduces
+its test outputs with both weight formats, and its architecture is biounet's network."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from biounet.model.file import default_model_path, load_model
+from tests.conftest import invoke
+from tests.zoo.conftest import SAMPLE_IMAGES
+
+
+def test_package_is_valid_bioimageio(package):
+    from bioimageio.spec import load_description
+
+    descr = load_description(str(package), perform_io_checks=True)
+    summary = descr.validation_summary
+    assert summary.status == "valid-format", summary.format()
+    assert not [e for d in summary.details for e in d.errors]
+    # The only warnings: the inline BBBC039 description has no source URL (a URL would be
+    # checked over the network), and bioimageio.spec tries it as an older dataset format.
+    warned = {w.loc[0] for d in summary.details for w in d.warnings}
+    assert warned <= {"training_data"}, summary.format()
+    assert str(descr.format_version).startswith("0.5")
+    assert descr.license == "BSD-3-Clause" and descr.training_data.license == "CC0-1.0"
+    assert {c.doi for c in descr.cite} == {"10.1007/978-3-319-24574-4_28", "10.1002/cyto.a.23863"}
+    axes = {str(a.id): a for a in descr.inputs[0].axes}
+    assert (axes["y"].size.min, axes["y"].size.step) == (188, 16)
+    out = {str(a.id): a for a in descr.outputs[0].axes}
+    assert out["x"].size.offset == -184 and str(out["x"].size.axis_id) == "x"
+    pre = [p for p in descr.inputs[0].preprocessing if p.id != "ensure_dtype"]
+    assert [p.id for p in pre] == ["scale_range"]
+    assert (pre[0].kwargs.min_percentile, pre[0].kwargs.max_percentile) == (1.0, 99.8)
+    assert descr.config.model_extra["biounet"]["postprocess"]["name"] == "watershed_3class"
+    assert descr.documentation is not None and descr.covers
+
+
+@pytest.mark.parametrize("weight_format", ["pytorch_state_dict", "torchscript"])
+def test_bioimageio_core_reproduces_test_outputs(package, weight_format, one_thread):
+    from bioimageio.core import test_model
+
+    summary = test_model(package, weight_format=weight_format, devices=["cpu"])
+    failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.status == "failed"]
+    assert summary.status == "passed", failed
+    names = [d.name for d in summary.details]
+    assert f"Reproduce test outputs from test inputs ({weight_format})" in names
+    assert sum(n.startswith(f"Run {weight_format} inference") for n in names) == 6  # sizes 188, 204, 220; batch 1, 2
+
+
+def test_test_tensors_are_a_real_image(unpacked):
+    import tifffile
+
+    x = np.load(unpacked / "test_input.npy")
+    y = np.load(unpacked / "test_output.npy")
+    assert x.shape == (1, 1, 508, 684) and y.shape == (1, 3, 324, 500)
+    image = tifffile.imread(sorted(SAMPLE_IMAGES.glob("*.tif"))[0])
+    assert np.array_equal(x[0, 0], image[6:514, 6:690])  # the centre crop, raw values
+    assert np.allclose(y.sum(1), 1, atol=1e-5) and (y[0].argmax(0) == 1).mean() > 0.1  # nuclei found
+
+
+def test_architecture_is_biounets_network(package, unpacked):
+    """The package's pytorch_state_dict network, as bioimageio.core builds it from the package
+    alone, and its torchscript give biounet's network's output bit for bit."""
+    from bioimageio.core.backends.pytorch_backend import load_torch_model
+    from bioimageio.spec import load_model_description
+
+    source = Path(__file__).resolve().parents[2] / "biounet" / "model" / "unet_arch.py"
+    assert (unpacked / "unet_arch.py").read_text() == source.read_text()
+    assert "biounet" not in "".join(l for l in source.read_text().splitlines() if l.startswith(("import", "from")))
+    descr = load_model_description(str(package), perform_io_checks=False)
+    rebuilt = load_torch_model(descr.weights.pytorch_state_dict, devices=["cpu"]).eval()
+    scripted = torch.jit.load(str(unpacked / "weights_torchscript.pt")).eval()
+    net, _ = load_model(default_model_path())
+    x = torch.rand(2, 1, 220, 204)
+    with torch.no_grad():
+        expected = net(x)
+        assert torch.equal(rebuilt(x), expected)
+        assert torch.equal(scripted(x), expected)
+
+
+def test_same_padded_network_has_a_halo(tmp_path):
+    """A same-padded U-Net: output = input, the margin to crop as the output's halo."""
+    from bioimageio.spec import load_description
+
+    from tests.conftest import make_model
+
+    model = make_model(tmp_path / "same.pt", padding="same", width=2, depth=3)
+    out = tmp_path / "same.zip"
+    result = invoke("export", model, "-o", out, "--name", "same padded")
+    assert result.returncode == 0, result.output
+    descr = load_description(str(out), perform_io_checks=True)
+    assert descr.validation_summary.status == "valid-format", descr.validation_summary.format()
+    y_in = next(a for a in descr.inputs[0].axes if str(a.id) == "y")
+    y_out = next(a for a in descr.outputs[0].axes if str(a.id) == "y")
+    # depth 3: the valid network's margin (20 px) as the halo; tiles of 44 + 4k keep a centre
+    assert (y_in.size.min, y_in.size.step) == (44, 4) and (y_out.size.offset, y_out.halo) == (0, 20)
+    with zipfile.ZipFile(out) as zf:
+        assert "Caicedo" not in zf.read("rdf.yaml").decode()  # not trained on BBBC039: no data claims
+
+
+def test_export_errors_are_one_line(tmp_path, package):
+    tiny = tmp_path / "tiny.tif"
+    import tifffile
+
+    tifffile.imwrite(tiny, np.zeros((64, 64), np.uint16))
+    model = default_model_path()
+    cases = [
+        (("export", tmp_path / "missing.pt", "-o", tmp_path / "a.zip"), "model not found"),
+        (("export", model, "-o", package), "exists; pass --overwrite"),
+        (("export", model, "-o", tmp_path / "a.tar"), "is a .zip file"),
+        (("export", package, "-o", tmp_path / "b.zip"), "already a bioimage.io package"),
+        (("export", model, "-o", tmp_path / "c.zip", "--test-image", tiny), "smaller than the model's smallest"),
+        (("export", model, "-o", tmp_path / "d.zip", "--test-image", tmp_path / "no.tif"), "test image not found"),
+        (("export", model, "-o", tmp_path / "e.zip", "--license", "mine"), "not an SPDX licence identifier"),
+        (("export", model, "-o", tmp_path / "f.zip", "--name", "ab"), "bioimage.io refuses the description (name:"),
+    ]
+    for args, message in cases:
+        result = invoke(*args)
+        assert result.returncode == 2, (args, result.output)
+        assert message in result.output and result.output.count("\n") == 1, result.output
