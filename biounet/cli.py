@@ -329,6 +329,8 @@ def info(path: Path | None, model: str | None, as_json: bool) -> None:
     if (path is None) == (model is None):
         raise click.UsageError("pass a PATH (an image or a model file) or --model NAME|PATH, not both"
                                if path is not None else "Missing argument 'PATH' (or pass --model NAME|PATH).")
+    if model is None and not path.exists() and str(path) in _shipped_names():  # `biounet info nuclei`
+        model = str(path)
     kind = "model" if model is not None else _file_kind(path)
     if kind == "model":
         from biounet.model.file import read_model_payload
@@ -347,6 +349,12 @@ def info(path: Path | None, model: str | None, as_json: bool) -> None:
 
         summary = describe(open_image(path, check_pixels=False))
     _echo_summary(summary, as_json)
+
+
+def _shipped_names() -> tuple[str, ...]:
+    from biounet.models import SHIPPED
+
+    return tuple(SHIPPED)
 
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders

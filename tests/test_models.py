@@ -72,6 +72,7 @@ def test_info_names_the_shipped_model():
     lines = r.output.splitlines()
     assert lines[0] == "shipped_as: nuclei" and lines[1] == f"file: {default_model_path()}"
     assert "target: 3class" in lines
+    assert invoke("info", "nuclei").output == r.output  # a bare name, when no such file is here
 
 
 def test_segment_evaluate_tune_and_train_take_names(tmp_path, weights, tiny_model, shared_data):
