@@ -37,7 +37,11 @@ USER_ERRORS = {
     "biounet.train.loop.CheckpointError": EXIT_USAGE, "biounet.napari.view.ViewNotFoundError": EXIT_USAGE,
     "biounet.read.image.ImageReadError": EXIT_RUNTIME, "biounet.model.file.ModelFileError": EXIT_RUNTIME,
     "biounet.napari.view.ViewError": EXIT_RUNTIME, "biounet.zoo.ZooNotInstalled": EXIT_RUNTIME,
+    "biounet.models.ModelNameError": EXIT_USAGE,
 }
+
+MODEL_HELP = ("a shipped model's name (nuclei, membranes), a model file or a bioimage.io package (.zip, rdf.yaml "
+              "or its folder); a path wins over a name")
 
 
 def _exit_code(err: BaseException) -> int | None:
@@ -144,8 +148,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output OME-Zarr (one INPUT only); default: beside INPUT, slide.tif -> slide.ome.zarr.")
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Write each output into this folder instead.")
-@click.option("--model", type=click.Path(path_type=Path), help="Model file, or a bioimage.io package (.zip, rdf.yaml "
-              "or its folder); default: the shipped nuclei model.")
+@click.option("--model", metavar="NAME|PATH", help="Model: " + MODEL_HELP + "; default: nuclei.")
 @click.option("--weights", type=click.Choice(ZOO_WEIGHTS), help="Which weights of a bioimage.io package to run "
               "(default: pytorch_state_dict if it has them).")
 @click.option("--tile", type=int, help="Input tile size (188 + 16k for depth 5); default: automatic.")
@@ -320,25 +323,37 @@ def system(as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--model", metavar="NAME|PATH", help="Describe this model: " + MODEL_HELP + ".")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(path: Path, as_json: bool) -> None:
+def info(path: Path | None, model: str | None, as_json: bool) -> None:
     """Describe an image (shape, axes, dtype, chunks, levels, pixel size), a model file or a
     bioimage.io package (.zip, rdf.yaml or its folder: what it is and how biounet runs it).
 
     A file is told by its content, whatever its name: TIFF by its header, a model
-    by torch's archive layout, a package by its rdf.yaml.
+    by torch's archive layout, a package by its rdf.yaml. `--model nuclei` (or
+    membranes) describes a shipped model.
     """
-    kind = _file_kind(path)
+    if (path is None) == (model is None):
+        raise click.UsageError("pass a PATH (an image or a model file) or --model NAME|PATH, not both"
+                               if path is not None else "Missing argument 'PATH' (or pass --model NAME|PATH).")
+    if model is None and not path.exists() and str(path) in _shipped_names():  # `biounet info nuclei`
+        model = str(path)
+    kind = _file_kind(Path(model)) if model is not None and Path(model).exists() else (
+        "model" if model is not None else _file_kind(path))
     if kind == "package":
         from biounet.zoo.load import describe_package
 
-        summary = describe_package(path)
+        summary = describe_package(Path(model) if model is not None else path)
     elif kind == "model":
         from biounet.model.file import read_model_payload
+        from biounet.models import SHIPPED, resolve_model
 
-        payload = read_model_payload(path)
+        resolved = resolve_model(model if model is not None else path)
+        payload = read_model_payload(resolved)
         summary = {"format_version": payload["format_version"], **payload["spec"]}
+        if model in SHIPPED and not Path(model).is_file():  # a shipped model: its name and file
+            summary = {"shipped_as": model, "file": str(resolved), **summary}
     elif kind == "other":
         _fail(f"{path} is neither an image biounet reads (TIFF, OME-TIFF, zarr, OME-Zarr) nor a biounet model "
               "file; check the path", EXIT_RUNTIME)
@@ -347,6 +362,12 @@ def info(path: Path, as_json: bool) -> None:
 
         summary = describe(open_image(path, check_pixels=False))
     _echo_summary(summary, as_json)
+
+
+def _shipped_names() -> tuple[str, ...]:
+    from biounet.models import SHIPPED
+
+    return tuple(SHIPPED)
 
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
@@ -390,7 +411,7 @@ def _echo_summary(summary: dict, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("model", metavar="MODEL")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="The package to write (.zip).")
 @click.option("--test-image", type=click.Path(path_type=Path), help="A real image the model is for: its centre crop "
               "is the test input (default: a BBBC039 field of the sample data).")
@@ -400,9 +421,13 @@ def _echo_summary(summary: dict, as_json: bool) -> None:
 @click.option("--author", "authors", multiple=True, help="An author (repeatable; default: biounet developers).")
 @click.option("--license", "license_", default="BSD-3-Clause", show_default=True, help="The model's SPDX licence.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing package.")
-def export(model: Path, output: Path, test_image, documentation, name, authors, license_, overwrite) -> None:
-    """Write MODEL as a bioimage.io (BioImage Model Zoo) package: pytorch_state_dict and
-    torchscript weights, test tensors from a real image, biounet's post-processing in its config."""
+def export(model: str, output: Path, test_image, documentation, name, authors, license_, overwrite) -> None:
+    """Write MODEL (a model file, or a shipped model's name: nuclei, membranes) as a bioimage.io
+    (BioImage Model Zoo) package: pytorch_state_dict and torchscript weights, test tensors from a
+    real image, biounet's post-processing in its config."""
+    from biounet.models import resolve_model
+
+    model = resolve_model(model)
     if not model.exists():
         _fail(f"model not found: {model}; check the path", EXIT_USAGE)
     if output.exists() and not overwrite:
@@ -427,7 +452,7 @@ _TRAIN_FIELDS = {
     "optimizer": "optimizer", "val_every": "val_every", "metric": "metric", "seed": "seed", "workers": "workers",
     "tile": "tile", "ignore": "ignore", "w0": "w0", "sigma": "sigma", "dice": "dice", "regression": "regression",
     "foreground_bias": "foreground_bias", "channel": "channels", "device": "device", "precision": "precision",
-    "augment_on": "augment_on",
+    "augment_on": "augment_on", "snapshot_every": "snapshot_every",
 }
 
 
@@ -479,7 +504,10 @@ _TRAIN_FIELDS = {
 @click.option("--augment-on", type=click.Choice(AUGMENT_ON), default="workers", show_default=True,
               help="Run the augmentation in the --workers processes or on the training device (try device on a "
               "GPU when the workers cannot keep up).")
-@click.option("--init", type=click.Path(path_type=Path), help="Start from this model's weights (fine-tuning).")
+@click.option("--snapshot-every", type=int, default=0, show_default=True,
+              help="Also keep the model every N iterations as <out stem>.itNNNNNN.pt (candidates for "
+              "`biounet tune --cross-fit --model A --model B ...`); 0: none.")
+@click.option("--init", metavar="NAME|PATH", help="Start from this model's weights (fine-tuning): " + MODEL_HELP + ".")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run of this checkpoint (<out>.ckpt).")
 @click.option("--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.pass_context
@@ -521,8 +549,7 @@ def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over,
 @main.command()
 @click.option("--labels", required=True, type=click.Path(path_type=Path), help="Folder of true label images.")
 @click.option("--pred", type=click.Path(path_type=Path), help="Folder of predicted instance label images (same names).")
-@click.option("--model", type=click.Path(path_type=Path), help="Model file or bioimage.io package to run on --images "
-              "(default: the shipped nuclei model).")
+@click.option("--model", metavar="NAME|PATH", help="Model to run on --images: " + MODEL_HELP + "; default: nuclei.")
 @click.option("--weights", type=click.Choice(ZOO_WEIGHTS), help="Which weights of a bioimage.io package to run.")
 @click.option("--images", type=click.Path(path_type=Path), help="Folder of images to segment and score (same names).")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write per-image and summary rows here.")
@@ -543,12 +570,10 @@ def evaluate(labels: Path, pred, model, weights, images, csv_path, membrane, ign
         raise click.UsageError("pass --pred DIR (predictions) or --images DIR (to run --model, or the shipped model)")
     from biounet.evaluate.run import evaluate as run
 
-    if pred is None and model is None:
-        from biounet.model.file import ModelFileError, default_model_path
+    if pred is None:
+        from biounet.models import resolve_model
 
-        model = default_model_path()
-        if not model.exists():
-            raise ModelFileError("no --model given and no pretrained model is shipped in this install; pass --model")
+        model = resolve_model(model)
     table = run(labels, pred_dir=pred, model=model, images_dir=images, membrane=membrane, ignore=ignore,
                 device=device, channels=list(channel) or None, tile=tile, normalize_over=normalize_over,
                 weights=weights)
@@ -559,25 +584,53 @@ def evaluate(labels: Path, pred, model, weights, images, csv_path, membrane, ign
 
 
 @main.command()
-@click.option("--model", required=True, type=click.Path(path_type=Path), help="Model file to tune.")
+@click.option("--model", "models", required=True, multiple=True, metavar="NAME|PATH",
+              help="Model to tune: " + MODEL_HELP + ". With --cross-fit, repeat it to choose among models too "
+              "(e.g. a run's snapshots).")
 @click.option("--images", required=True, type=click.Path(path_type=Path), help="Folder of validation images.")
 @click.option("--labels", required=True, type=click.Path(path_type=Path), help="Folder of their true labels.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Model file to write (a copy).")
+@click.option("--out", type=click.Path(path_type=Path), help="Model file to write (a copy, tuned on all the images); "
+              "required unless --cross-fit.")
+@click.option("--cross-fit", is_flag=True, help="Report an honest figure: tune on half A of the images and score "
+              "on half B, and the reverse (halves: names sorted, alternately); the mean of the held-out halves.")
 @click.option("--normalize-over", type=click.Choice(NORMALIZE_SCOPES),
               help="Normalisation statistics of each image or of all together (default: as the model was trained).")
 @click.option("--channel", type=int, multiple=True, help="Input channel index (repeat for several).")
 @click.option("--tile", type=int, help="Input tile size (default: automatic).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-def tune(model: Path, images: Path, labels: Path, out: Path, normalize_over, channel, tile, overwrite, device) -> None:
-    """Choose the post-processing (smallest object, seed growth, threshold) with the best average F1."""
-    from biounet.evaluate.tune import tune as run
+def tune(models: tuple[str, ...], images: Path, labels: Path, out: Path | None, cross_fit: bool, normalize_over,
+         channel, tile, overwrite, device) -> None:
+    """Choose the post-processing (smallest object, seed growth, threshold) with the best average F1.
 
-    if out.exists() and (not overwrite or out.resolve() == model.resolve()):
-        raise click.UsageError(f"{out} exists: choose another --out" + ("" if out.resolve() == model.resolve()
+    --cross-fit reports the honest figure instead (tuned on one half of the images, scored on the other, and
+    the reverse); with several --model it chooses the model too.
+    """
+    import time
+
+    from biounet.evaluate.tune import format_cross_fit, tune as run, tune_cross_fit
+    from biounet.models import resolve_model
+
+    if out is None and not cross_fit:
+        raise click.UsageError("missing option --out (the tuned copy to write), or pass --cross-fit to only report")
+    if len(models) > 1 and not cross_fit:
+        raise click.UsageError("several --model are candidates of a cross-fit: pass --cross-fit (or one --model)")
+    paths = [resolve_model(m) for m in models]
+    inputs = {p.resolve() for p in paths}
+    if out is not None and out.exists() and (not overwrite or out.resolve() in inputs):
+        raise click.UsageError(f"{out} exists: choose another --out" + ("" if out.resolve() in inputs
                                                                         else " or pass --overwrite"))
-    best, rows = run(model, images, labels, out, device=device, channels=list(channel) or None, tile=tile,
-                     normalize_over=normalize_over)
+    started = time.perf_counter()
+    options = dict(device=device, channels=list(channel) or None, tile=tile, normalize_over=normalize_over)
+    if cross_fit:
+        result = tune_cross_fit(paths, images, labels, out, **options)
+        click.echo(format_cross_fit(result))
+        wrote = f"; wrote {out} (tuned on all)" if out is not None else ""
+        click.echo(f"cross-fitted average F1 {result.held_out['average_f1']:.4f} (in-sample "
+                   f"{result.in_sample['average_f1']:.4f}, as is {result.as_is['average_f1']:.4f}) in "
+                   f"{time.perf_counter() - started:.0f} s{wrote}")
+        return
+    best, rows = run(paths[0], images, labels, out, **options)
     keys = list(rows[0])
     click.echo("  ".join(f"{k:>11}" for k in keys))
     for row in rows:

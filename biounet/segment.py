@@ -82,7 +82,8 @@ def segment(
     output). `scheduler` (an address) or `cluster` ("local", "slurm", "pbs",
     "lsf") run the tasks on Dask workers.
 
-    `input` may also be an in-memory numpy or dask array (`axes` names its axes).
+    `model` is a model file or a shipped model's name ("nuclei", the default, or "membranes"; see
+    `biounet.models`). `input` may also be an in-memory numpy or dask array (`axes` names its axes).
     `progress` is a bar (True), nothing (False) or a callable, called as
     progress(done, total) in blocks (each block's share of all the run's tasks).
     Setting the event `cancel` stops the run after the tasks under way with

@@ -23,7 +23,7 @@ summed over images, then F1) are given too, as ``f1_pooled`` and
 ``average_f1_pooled``. Counts (missed, extra, splits, merges) are summed.
 
 Membrane metrics (ISBI 2012: 1 = cell interior, 0 = membrane) are in
-``membrane_scores``.
+``biounet.evaluate.membranes``.
 """
 
 from __future__ import annotations
@@ -32,11 +32,8 @@ from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
-from scipy import ndimage as ndi
 from scipy.sparse import csr_array
 from scipy.sparse.csgraph import maximum_bipartite_matching
-from skimage.metrics import contingency_table
-from skimage.segmentation import expand_labels
 
 THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(9))
 COUNT_THRESHOLD = 0.7
@@ -223,74 +220,3 @@ def aggregate(scores: Iterable[InstanceScores]) -> dict:
         "foreground_iou": float(np.mean([s.foreground_iou for s in scores])),
         "foreground_dice": float(np.mean([s.foreground_dice for s in scores])),
     }
-
-
-def _ratio(a: float, b: float) -> float:
-    return 1.0 if b == 0 else float(a / b)
-
-
-@dataclass(frozen=True)
-class MembraneScores:
-    """Membrane (ISBI 2012 style) metrics of one image.
-
-    ``rand_precision``: of the pixel pairs in one predicted segment, the
-    fraction also in one true segment (merges lower it); ``rand_recall``: of
-    the pairs in one true segment, the fraction also predicted together
-    (splits lower it); ``rand_error`` = 1 - their harmonic mean.
-    """
-
-    pixel_error: float
-    rand_error: float
-    rand_precision: float
-    rand_recall: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def membrane_scores(
-    true: np.ndarray,
-    pred: np.ndarray,
-    *,
-    threshold: float = 0.5,
-    connectivity: int = 1,
-    grow_segments: bool = True,
-) -> MembraneScores:
-    """Pixel error and foreground-restricted Rand error of a membrane prediction.
-
-    ``true``: 1 = cell interior, 0 = membrane. ``pred``: the same as a class
-    map, or the interior probability (float, cut at ``threshold``).
-    Pixel error = fraction of pixels whose class differs. Rand error = the
-    adapted Rand error (SNEMI3D; equal to ``skimage.metrics.adapted_rand_error``,
-    whose precision and recall are swapped, scikit-image issue 6485) of the
-    connected components of the interiors (``connectivity`` 1 = 4-connected),
-    ignoring true membrane pixels. With ``grow_segments`` predicted membrane pixels join their
-    nearest predicted segment first (otherwise they count as one big segment),
-    so a thick but correctly closed membrane is not penalised. The challenge
-    also maximised over thresholds; this scores one threshold, so figures are
-    close to but not the same as the leaderboard's.
-    """
-    true = np.asarray(true) != 0
-    pred = np.asarray(pred)
-    pred = pred > threshold if np.issubdtype(pred.dtype, np.floating) else pred != 0
-    if true.shape != pred.shape:
-        raise ValueError(f"shapes differ: {true.shape} vs {pred.shape}")
-    structure = ndi.generate_binary_structure(true.ndim, connectivity)
-    true_segments = ndi.label(true, structure=structure)[0]
-    pred_segments = ndi.label(pred, structure=structure)[0]
-    if grow_segments and pred_segments.max() > 0:
-        pred_segments = expand_labels(pred_segments, distance=max(pred.shape))
-    table = contingency_table(
-        true_segments, pred_segments, ignore_labels=(0,), sparse_type="array"
-    )
-    n = table.sum()
-    # pixel pairs in one segment: of both images, of the truth, of the prediction
-    joint = np.sum(np.square(table.data, dtype=np.float64)) - n
-    in_true = np.sum(np.square(table.sum(axis=1), dtype=np.float64)) - n
-    in_pred = np.sum(np.square(table.sum(axis=0), dtype=np.float64)) - n
-    return MembraneScores(
-        pixel_error=float(np.mean(true != pred)),
-        rand_error=1.0 - _ratio(2 * joint, in_true + in_pred),
-        rand_precision=_ratio(joint, in_pred),
-        rand_recall=_ratio(joint, in_true),
-    )

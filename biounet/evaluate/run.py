@@ -8,9 +8,12 @@ model's post-processing. The same `score` and `summarize` serve validation
 during training, so validation scores and `biounet evaluate` agree.
 
 Membrane-type data (labels that are 0/1 masks, e.g. ISBI 2012: 1 = cell
-interior, 0 = membrane) also get pixel error and foreground-restricted Rand
-error (`membrane_scores`); with a model, those use the foreground probability
-(cut at 0.5), i.e. the class map `segment` writes.
+interior, 0 = membrane) also get the ISBI 2012 challenge's scores (pixel
+error, foreground-restricted Rand error, V_Rand, V_Info: see
+`biounet.evaluate.membranes`); with a model, over the thresholds of its
+foreground (interior) probability, as the challenge scored probability maps;
+with predictions, of their foreground mask. The data-set row takes the best
+threshold for the data set as a whole; each image's row its own best.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from biounet.evaluate.metrics import InstanceScores, MembraneScores, aggregate, instance_scores, membrane_scores
+from biounet.evaluate.membranes import MembraneCurves, MembraneScores, membrane_curves, membrane_summary
+from biounet.evaluate.metrics import InstanceScores, aggregate, instance_scores
 from biounet.model.file import ModelSpec
 from biounet.model.unet import UNet
 from biounet.predict.normalize import with_scope
@@ -42,7 +46,8 @@ from biounet.read.files import (
     to_instances,
 )
 
-MEMBRANE_COLUMNS = ("pixel_error", "rand_error", "rand_precision", "rand_recall")
+MEMBRANE_COLUMNS = ("pixel_error", "rand_error", "rand_precision", "rand_recall", "rand_threshold", "v_rand",
+                    "v_info")
 
 
 @dataclass
@@ -52,6 +57,7 @@ class ImageScores:
     name: str
     instance: InstanceScores
     membrane: MembraneScores | None = None
+    curves: MembraneCurves | None = field(default=None, repr=False)  # what a data set's membrane scores need
 
     def row(self) -> dict:
         """Flat columns for tables and CSV."""
@@ -90,8 +96,8 @@ def score(name: str, labels: np.ndarray, pred: np.ndarray, foreground: np.ndarra
     """Scores of a predicted instance image (and optional foreground) against labels.
 
     Ignored pixels are removed from truth and prediction before instance
-    scoring. `foreground` (probability or mask) drives the membrane scores;
-    without it the predicted instances' mask does.
+    scoring, and left out of the membrane scores. `foreground` (probability or
+    mask) drives the membrane scores; without it the predicted instances' mask does.
     """
     labels, pred = np.asarray(labels), np.asarray(pred)
     if labels.shape != pred.shape:
@@ -102,22 +108,23 @@ def score(name: str, labels: np.ndarray, pred: np.ndarray, foreground: np.ndarra
     predicted = to_instances(pred)
     predicted[ignored] = 0
     inst = instance_scores(truth, predicted)
-    mem = None
-    if membrane:
-        fg = (predicted != 0).astype(np.uint8) if foreground is None else foreground
-        mem = membrane_scores(truth != 0, fg)
-    return ImageScores(name, inst, mem)
+    if not membrane:
+        return ImageScores(name, inst)
+    fg = (predicted != 0).astype(np.uint8) if foreground is None else foreground
+    curves = membrane_curves(truth != 0, fg, valid=~ignored if ignored.any() else None)
+    return ImageScores(name, inst, membrane_summary([curves]), curves)
 
 
 def summarize(scores: Sequence[ImageScores]) -> dict:
-    """Data-set row: per-image mean F1 and IoU/Dice, pooled F1, summed counts, mean membrane scores."""
+    """Data-set row: per-image mean F1 and IoU/Dice, pooled F1, summed counts, the data set's membrane scores."""
     agg = aggregate(s.instance for s in scores)
     out: dict = {"image": f"ALL ({len(scores)})", "n_true": agg["n_true"], "n_pred": agg["n_pred"]}
     out.update({f"f1_{t:.2f}": f for t, f in zip(agg["thresholds"], agg["f1"])})
     out.update(average_f1=agg["average_f1"], missed=agg["missed"], extra=agg["extra"], splits=agg["splits"],
                merges=agg["merges"], pixel_iou=agg["foreground_iou"], pixel_dice=agg["foreground_dice"])
-    if all(s.membrane is not None for s in scores):
-        out.update({k: float(np.mean([getattr(s.membrane, k) for s in scores])) for k in MEMBRANE_COLUMNS})
+    if scores and all(s.curves is not None for s in scores):
+        data_set = membrane_summary([s.curves for s in scores])
+        out.update({k: getattr(data_set, k) for k in MEMBRANE_COLUMNS})
     out["average_f1_pooled"] = agg["average_f1_pooled"]
     return out
 
@@ -151,7 +158,7 @@ class EvaluationTable:
             columns = ["image", "n_true", "n_pred", "f1_0.50", "f1_0.70", "f1_0.90", "average_f1", "missed",
                        "extra", "splits", "merges", "pixel_iou", "pixel_dice"]
             if self.membrane:
-                columns += ["pixel_error", "rand_error"]
+                columns += ["pixel_error", "rand_error", "v_rand", "v_info"]
         columns = list(columns)
 
         def cell(value) -> str:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from biounet.evaluate.run import load_prepared, matched_files, model_outputs, score, summarize
+from biounet.evaluate.run import ImageScores, load_prepared, matched_files, model_outputs, score, summarize
 from biounet.model.file import ModelSpec, save_model
+from biounet.model.unet import UNet
 from biounet.label.instances import postprocess
 from biounet.model.postprocess import DEFAULTS
 from biounet.predict.normalize import with_scope
@@ -33,6 +34,10 @@ GRIDS: dict[str, dict[str, tuple]] = {
 }
 
 
+SUMMARY_KEYS = ("average_f1", "f1_0.50", "f1_0.90", "missed", "extra", "splits", "merges")
+MEAN_KEYS = ("average_f1", "f1_0.50", "f1_0.90")  # held-out halves: means; the counts add up
+
+
 def candidates(name: str, base: dict) -> list[dict]:
     """Every parameter setting of the grid of method `name`, on top of `base`, the current setting first."""
     grid = GRIDS[name]
@@ -40,29 +45,96 @@ def candidates(name: str, base: dict) -> list[dict]:
     return [dict(base)] + [s for s in settings if s != base]
 
 
-def choose(name: str, base: dict, examples: Sequence[tuple[str, np.ndarray, np.ndarray]]) -> tuple[dict, list[dict]]:
-    """(best parameters, one row per candidate) for (name, labels, network output) examples.
+Example = tuple[str, np.ndarray, np.ndarray]  # (image name, labels, network output)
 
-    Best = highest average F1; on a tie the earlier candidate (the current
-    setting first) is kept, so tuning never changes a model for nothing.
+
+def grid_scores(name: str, settings: Sequence[dict], examples: Sequence[Example]) -> list[list[ImageScores]]:
+    """Per setting, the scores of every example (in order), as `evaluate` scores them."""
+    return [[score(n, lab, postprocess(name, out, **params)) for n, lab, out in examples] for params in settings]
+
+
+def headline(summary: dict) -> dict:
+    """The columns a tuning table reports."""
+    return {k: summary[k] for k in SUMMARY_KEYS}
+
+
+def best(rows: Sequence[dict]) -> int:
+    """Index of the best row: highest average F1, the earlier one on a tie (the current setting comes first,
+    so tuning never changes a model for nothing)."""
+    return max(range(len(rows)), key=lambda i: (rows[i]["average_f1"], -i))
+
+
+def choose(name: str, base: dict, examples: Sequence[Example]) -> tuple[dict, list[dict]]:
+    """(best parameters, one row per candidate) for (name, labels, network output) examples."""
+    settings = candidates(name, base)
+    rows = [{**params, **headline(summarize(scores))}
+            for params, scores in zip(settings, grid_scores(name, settings, examples))]
+    return settings[best(rows)], rows
+
+
+def halves(names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The two folds of cross-fitting: the names sorted, then alternately A (1st, 3rd, ...) and B (2nd, 4th, ...).
+
+    Deterministic, independent of the file system's order, and balanced (sizes differ by at most one).
     """
-    settings, rows = candidates(name, base), []
-    for params in settings:
-        summary = summarize([score(n, lab, postprocess(name, out, **params)) for n, lab, out in examples])
-        rows.append({**params, **{k: summary[k] for k in ("average_f1", "f1_0.50", "f1_0.90", "missed", "extra")}})
-    best = max(range(len(rows)), key=lambda i: (rows[i]["average_f1"], -i))
-    return settings[best], rows
+    ordered = sorted(names)
+    return ordered[0::2], ordered[1::2]
 
 
-def tune(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: str | os.PathLike,
-         out: str | os.PathLike, *, device: str = "auto", channels: Sequence[int] | None = None,
-         tile: int | None = None, normalize_over: str | None = None) -> tuple[dict, list[dict]]:
-    """Write `model` with the post-processing that scores best on the images to `out`.
+@dataclass
+class CrossFit:
+    """Two-fold cross-fitted post-processing: tuned on one half, scored on the other, and the reverse.
 
-    Returns (chosen parameters, rows of every candidate). The images are
-    normalised as `evaluate` does (`normalize_over`, then also stored in the
-    copy); the choice is recorded in the model's provenance.
+    folds: per fold, {"tuned_on", "scored_on", "images", "params", "tuned", "held_out"} (the last two: the
+    headline scores of the chosen setting on its tuning half and on the held-out half). held_out: the reported
+    figure, the mean of the two held-out halves' F1 columns (each image is held out once; counts are summed
+    over both halves). as_is: the model's own setting scored on all images; in_sample: tuned and scored on all
+    of them (the optimistic figure cross-fitting corrects).
     """
+
+    halves: dict[str, list[str]]
+    folds: list[dict]
+    held_out: dict
+    as_is: dict
+    as_is_params: dict
+    in_sample: dict
+    in_sample_params: dict
+
+
+def cross_fit(name: str, base: dict, examples: Sequence[Example]) -> CrossFit:
+    """Cross-fit the post-processing `name` (its grid around `base`) over `examples` (see `CrossFit`)."""
+    settings = candidates(name, base)
+    return cross_fit_grid(settings, grid_scores(name, settings, examples), [n for n, _, _ in examples])
+
+
+def cross_fit_grid(settings: Sequence[dict], scores: Sequence[Sequence[ImageScores]],
+                   names: Sequence[str]) -> CrossFit:
+    """Cross-fit a choice among `settings` (the current one first), given each setting's scores of the images
+    `names` (in that order). A setting may name its model too (checkpoint selection)."""
+    if len(names) < 2:
+        raise DataError(f"cross-fitting needs at least 2 annotated images (one per half); got {len(names)}")
+    position = {n: i for i, n in enumerate(names)}
+
+    def on(subset: Sequence[str], k: int) -> dict:
+        return headline(summarize([scores[k][position[n]] for n in subset]))
+
+    split = dict(zip("AB", halves(names)))
+    folds = []
+    for tuned_on, scored_on in (("A", "B"), ("B", "A")):
+        k = best([on(split[tuned_on], j) for j in range(len(settings))])
+        folds.append({"tuned_on": tuned_on, "scored_on": scored_on, "images": len(split[scored_on]),
+                      "params": settings[k], "tuned": on(split[tuned_on], k), "held_out": on(split[scored_on], k)})
+    held_out = {key: (float(np.mean([f["held_out"][key] for f in folds])) if key in MEAN_KEYS
+                      else int(sum(f["held_out"][key] for f in folds))) for key in SUMMARY_KEYS}
+    everything = [on(names, k) for k in range(len(settings))]
+    k = best(everything)
+    return CrossFit(split, folds, held_out, everything[0], dict(settings[0]), everything[k], dict(settings[k]))
+
+
+def _examples(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: str | os.PathLike, *,
+              device: str, channels: Sequence[int] | None, tile: int | None,
+              normalize_over: str | None) -> tuple[UNet, ModelSpec, str, dict, list[Example]]:
+    """(network, spec, post-processing name, its current parameters, examples) of a model on a folder."""
     from biounet.zoo import is_package
 
     if is_package(model):
@@ -77,12 +149,94 @@ def tune(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: st
     outputs = model_outputs(net, spec, images, {n: lab.shape for n, lab in truth.items()}, channels=channels,
                             tile=tile, normalize_over=normalize_over)
     examples = [(name, truth[name], output) for name, output in outputs]
-    base = {**DEFAULTS[post["name"]], **post.get("params", {})}
-    best, rows = choose(post["name"], base, examples)
+    return net, spec, post["name"], {**DEFAULTS[post["name"]], **post.get("params", {})}, examples
+
+
+def _save_tuned(out: str | os.PathLike, net: UNet, spec: ModelSpec, post: str, params: dict, images_dir,
+                count: int, average_f1: float, normalize_over: str | None) -> None:
     provenance = {**spec.provenance, "postprocess_tuned_on": {
-        "images": str(Path(images_dir)), "count": len(examples), "average_f1": max(r["average_f1"] for r in rows),
+        "images": str(Path(images_dir)), "count": count, "average_f1": average_f1,
     }}
-    tuned: ModelSpec = replace(spec, postprocess={"name": post["name"], "params": best}, provenance=provenance,
+    tuned: ModelSpec = replace(spec, postprocess={"name": post, "params": params}, provenance=provenance,
                                normalization=with_scope(spec.normalization, normalize_over))
     save_model(out, net, tuned)
-    return best, rows
+
+
+def tune(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: str | os.PathLike,
+         out: str | os.PathLike, *, device: str = "auto", channels: Sequence[int] | None = None,
+         tile: int | None = None, normalize_over: str | None = None) -> tuple[dict, list[dict]]:
+    """Write `model` with the post-processing that scores best on the images to `out`.
+
+    Returns (chosen parameters, rows of every candidate). The images are
+    normalised as `evaluate` does (`normalize_over`, then also stored in the
+    copy); the choice is recorded in the model's provenance.
+    """
+    net, spec, post, base, examples = _examples(model, images_dir, labels_dir, device=device, channels=channels,
+                                                tile=tile, normalize_over=normalize_over)
+    chosen, rows = choose(post, base, examples)
+    _save_tuned(out, net, spec, post, chosen, images_dir, len(examples), max(r["average_f1"] for r in rows),
+                normalize_over)
+    return chosen, rows
+
+
+def tune_cross_fit(models: str | os.PathLike | Sequence[str | os.PathLike], images_dir: str | os.PathLike,
+                   labels_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, device: str = "auto",
+                   channels: Sequence[int] | None = None, tile: int | None = None,
+                   normalize_over: str | None = None) -> CrossFit:
+    """Two-fold cross-fitted tuning on a validation folder (see `CrossFit` and `halves`).
+
+    Several models (e.g. the snapshots of one run, `biounet train
+    --snapshot-every`) make the checkpoint part of the choice: a setting is
+    then a model and its post-processing, chosen together on each half. Each
+    network runs once per image and every setting is scored once per image,
+    so one model costs what `tune` costs. With `out`, the model and setting
+    chosen on all the images (what `tune` writes) are written there too.
+    Normalisation statistics are those `evaluate` takes (of the whole folder
+    for a folder-normalised model): they come from the images, never from labels.
+    """
+    paths = [models] if isinstance(models, (str, os.PathLike)) else list(models)
+    labels = [Path(p).name for p in paths]
+    if len(set(labels)) < len(labels):
+        labels = [str(p) for p in paths]
+    settings, scores, names, posts = [], [], None, []
+    for i, path in enumerate(paths):
+        _, spec, post, base, examples = _examples(path, images_dir, labels_dir, device=device, channels=channels,
+                                                  tile=tile, normalize_over=normalize_over)
+        grid = candidates(post, base)
+        scores += grid_scores(post, grid, examples)
+        settings += [{"model": labels[i], **p} for p in grid] if len(paths) > 1 else grid
+        posts += [(i, post)] * len(grid)
+        names = [n for n, _, _ in examples]
+        del examples
+    result = cross_fit_grid(settings, scores, names)
+    if out is not None:
+        k = settings.index(result.in_sample_params)
+        i, post = posts[k]
+        net, spec = load_prepared(paths[i], "cpu")
+        params = {key: v for key, v in result.in_sample_params.items() if key != "model"}
+        _save_tuned(out, net, spec, post, params, images_dir, len(names), result.in_sample["average_f1"],
+                    normalize_over)
+    return result
+
+
+def format_cross_fit(result: CrossFit) -> str:
+    """A plain-text table of a cross-fit: each held-out half, their mean, and the in-sample figures."""
+    def setting(params: dict) -> str:
+        return " ".join(f"{k}={v}" for k, v in params.items())
+
+    def values(row: dict) -> list[str]:
+        return [f"{row[k]:.4f}" if k in MEAN_KEYS else str(row[k]) for k in SUMMARY_KEYS]
+
+    n = sum(len(v) for v in result.halves.values())
+    lines = [["scored on", "tuned on", "setting", *SUMMARY_KEYS]]
+    for fold in result.folds:
+        lines.append([f"{fold['scored_on']} ({fold['images']})", fold["tuned_on"], setting(fold["params"]),
+                      *values(fold["held_out"])])
+    lines.append(["held out", "cross-fit", "mean of the halves", *values(result.held_out)])
+    lines.append([f"all ({n})", "- (as is)", setting(result.as_is_params), *values(result.as_is)])
+    lines.append([f"all ({n})", f"all ({n})", setting(result.in_sample_params), *values(result.in_sample)])
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
+    text = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            for row in lines]
+    sizes = ", ".join(f"{k}: {len(v)} images" for k, v in result.halves.items())
+    return "\n".join([f"cross-fit on {n} images, halves by sorted name, alternately ({sizes})", *text])

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from biounet.model.unet import UNet, UNetConfig
+from biounet.models import DEFAULT, describe_names, resolve_model, shipped_path
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "biounet-model"
@@ -93,11 +94,13 @@ def save_model(path: str | Path, net: UNet, spec: ModelSpec, extra: dict | None 
 
 
 def read_model_payload(path: str | Path) -> dict:
-    """The raw dict of a model file, checked for format and version."""
-    path = Path(path)
+    """The raw dict of a model file (a path or a shipped name, see `biounet.models`), checked for
+    format and version."""
+    path = resolve_model(path)
     if not path.is_file():
         kind = "is a folder, not a model file" if path.is_dir() else "not found"
-        raise ModelNotFoundError(f"model file {kind}: {path}; check --model")
+        raise ModelNotFoundError(f"model file {kind}: {path}; check --model, or name a shipped model "
+                                 f"({describe_names()})")
     _check_zip(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -212,5 +215,5 @@ def _mismatch(err: BaseException) -> str:
 
 
 def default_model_path() -> Path:
-    """The pretrained nuclei model shipped inside the package."""
-    return Path(__file__).resolve().parent.parent / "weights" / "nuclei.pt"
+    """The pretrained nuclei model shipped inside the package (`--model nuclei`, the default)."""
+    return shipped_path(DEFAULT)

@@ -1,9 +1,9 @@
 """The "Segment (biounet)" dock widget.
 
 Input: an image layer of the viewer (its numpy or dask data is segmented as it
-is, nothing to save first) or an image file / zarr folder. Model: the shipped
-nuclei model or a model file; device, tile, block and output as in
-`biounet segment`. The run happens in a napari thread worker; the progress bar
+is, nothing to save first) or an image file / zarr folder. Model: a model this
+build ships, by name (nuclei, membranes: `biounet.models`), or a model file;
+device, tile, block and output as in `biounet segment`. The run happens in a napari thread worker; the progress bar
 counts blocks done of all blocks, and Cancel stops after the current blocks,
 leaving a resumable output (as Ctrl-C does): pressing Segment again with the
 same settings continues it. When the run is done the labels layers (and, for
@@ -18,6 +18,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Pro
 from qtpy.QtCore import QObject, Signal
 
 LAYER, FILE = "image layer", "file"
+MODEL_FILE = "model file ..."
 
 
 class _Progress(QObject):
@@ -34,7 +35,12 @@ class SegmentWidget(Container):
         self.source = RadioButtons(choices=[LAYER, FILE], value=LAYER, orientation="horizontal", label="input")
         self.layer = ComboBox(choices=self._image_layers, label="image layer")
         self.path = FileEdit(mode="r", label="image file")
-        self.model = FileEdit(mode="r", label="model", tooltip="empty: the shipped nuclei model")
+        from biounet.models import DEFAULT, SHIPPED, shipped
+
+        names = shipped()
+        self.model = ComboBox(choices=[*names, MODEL_FILE], value=DEFAULT if DEFAULT in names else MODEL_FILE,
+                              label="model", tooltip="; ".join(f"{n}: {SHIPPED[n]}" for n in names))
+        self.model_file = FileEdit(mode="r", label="model file", tooltip="a model file `biounet train` wrote")
         self.device = ComboBox(choices=["auto", "cpu", "cuda"], value="auto", label="device")
         self.tile = SpinBox(value=0, min=0, max=16384, label="tile", tooltip="input tile size; 0: automatic")
         self.block = SpinBox(value=1024, min=16, max=65536, step=16, label="block")
@@ -46,21 +52,23 @@ class SegmentWidget(Container):
         self.progress = ProgressBar(value=0, min=0, max=1, label="blocks")
         self.status = Label(value="")
         self.status.native.setWordWrap(True)  # long paths and summaries wrap instead of widening the dock
-        super().__init__(widgets=[self.source, self.layer, self.path, self.model, self.device, self.tile, self.block,
-                                  self.output, self.overwrite, self.run_button, self.cancel_button, self.progress,
-                                  self.status])
+        super().__init__(widgets=[self.source, self.layer, self.path, self.model, self.model_file, self.device,
+                                  self.tile, self.block, self.output, self.overwrite, self.run_button,
+                                  self.cancel_button, self.progress, self.status])
         self._signals = _Progress()
         self._signals.changed.connect(self._on_progress)
         self._cancel = threading.Event()
         self.worker = None
         self.done = (0, 0)  # blocks done, of all blocks, as last reported
         self.source.changed.connect(self._on_source)
+        self.model.changed.connect(self._on_model)
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         events = self.viewer.layers.events
         for event in (events.inserted, events.removed, events.reordered):
             event.connect(lambda _=None: self.layer.reset_choices())
         self._on_source()
+        self._on_model()
 
     # --- inputs ---------------------------------------------------------------
 
@@ -70,6 +78,9 @@ class SegmentWidget(Container):
     def _on_source(self, _=None) -> None:
         self.layer.visible = self.source.value == LAYER
         self.path.visible = self.source.value == FILE
+
+    def _on_model(self, _=None) -> None:
+        self.model_file.visible = self.model.value == MODEL_FILE
 
     @staticmethod
     def _text(edit: FileEdit) -> str:
@@ -92,7 +103,11 @@ class SegmentWidget(Container):
             source = layer.data[0] if layer.multiscale else layer.data
             axes = layer_axes(layer)
             output = output or Path.cwd() / f"{_safe_name(layer.name)}.ome.zarr"
-        model = self._text(self.model) or None
+        model = self.model.value
+        if model == MODEL_FILE:
+            model = self._text(self.model_file)
+            if not model:
+                raise ValueError("choose a model file (or a model by name)")
         options = {"model": model, "device": self.device.value, "tile": self.tile.value or None,
                    "block": self.block.value, "overwrite": self.overwrite.value, "axes": axes}
         return {"input": source, "output": output, "options": options, "layer": layer}

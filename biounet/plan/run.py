@@ -11,8 +11,9 @@ from functools import cached_property
 from pathlib import Path
 
 from biounet.version import __version__
-from biounet.model.file import ModelFileError, ModelSpec, default_model_path, load_model
+from biounet.model.file import ModelSpec, load_model
 from biounet.model.geometry import TileSizes, geometry_of
+from biounet.models import resolve_model
 from biounet.plan.blocks import Block, tile_window
 from biounet.plan.layout import OutputLayout
 from biounet.plan.memory import choose_batch, choose_tile
@@ -180,9 +181,7 @@ def make_run(
 
     input, output = Path(input), Path(output)
     image = open_image(input, axes)
-    model_path = Path(model) if model else default_model_path()
-    if not model and not model_path.exists():
-        raise ModelFileError("no --model given and no pretrained model is shipped in this install; pass --model")
+    model_path = resolve_model(model)  # a file, a bioimage.io package, or a shipped name (None: nuclei)
     _, spec = load_model(model_path, weights)  # the whole file, so a broken one fails before any output exists
     geometry = geometry_of(spec.unet)
     if ngff not in NGFF_VERSIONS:

@@ -21,6 +21,10 @@
 - A CSV log (`<out stem>.log.csv`: iteration, loss, lr, seconds and the
   validation scores) and a PNG of the curves (`<out stem>.curves.png`) are
   rewritten next to the model at every validation.
+- With `snapshot_every`, the network every that many iterations is also kept
+  (`<out stem>.itNNNNNN.pt`): candidates for a checkpoint chosen afterwards by
+  cross-fitting (`biounet tune --cross-fit --model A --model B ...`), so the
+  split the run validates on need not be the split it is reported on.
 """
 
 from __future__ import annotations
@@ -142,6 +146,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     augment_on: str = "workers"
+    snapshot_every: int = 0
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -165,6 +170,8 @@ class TrainConfig:
             raise DataError("pass both --val-images and --val-labels, or neither")
         if self.iterations < 0 or self.batch_size < 1 or self.val_every < 1 or self.workers < 0:
             raise DataError("iterations, batch size, val-every and workers must be positive")
+        if self.snapshot_every < 0:
+            raise DataError(f"--snapshot-every {self.snapshot_every}: use 0 (none) or a number of iterations")
         if self.channels is not None:
             self.channels = [int(c) for c in self.channels]
         try:
@@ -312,6 +319,13 @@ def checkpoint_path(out: str | os.PathLike) -> Path:
     """`<out>.ckpt` next to the model."""
     out = Path(out)
     return out.with_name(out.name + ".ckpt")
+
+
+def snapshot_path(out: str | os.PathLike, iteration: int) -> Path:
+    """`<out stem>.it<iteration>.pt` next to the model: the network at that iteration (`snapshot_every`)."""
+    out = Path(out)
+    base = out.with_suffix("") if out.suffix in (".pt", ".pth") else out
+    return base.with_name(f"{base.name}.it{iteration:06d}.pt")
 
 
 def log_paths(out: str | os.PathLike) -> tuple[Path, Path]:
@@ -557,6 +571,9 @@ def train(config: TrainConfig) -> Path:
                      "seconds": round(seconds, 3)})
             bar.set_postfix_str(f"loss {loss_value:.4f}{last_val}", refresh=False)  # shown with the rate (it/s)
             bar.update(1)
+            if config.snapshot_every and iteration % config.snapshot_every == 0:  # a candidate for selection
+                spec.provenance = provenance()
+                save_model(snapshot_path(out, iteration), net, spec)
             if iteration % config.val_every == 0 or iteration == config.iterations:
                 if examples:
                     scores = validate(net, spec, examples, membrane, config.ignore, val_stats)

@@ -2,21 +2,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tifffile
 
 from tests.conftest import bbbc039_labels as bbbc039
 from scipy import ndimage as ndi
-from skimage.metrics import adapted_rand_error
 
 from biounet.evaluate.metrics import (
     THRESHOLDS,
     aggregate,
     instance_scores,
-    membrane_scores,
     overlap,
 )
-
-EIGHT = np.ones((3, 3), dtype=bool)
 
 
 @pytest.fixture(scope="module")
@@ -185,46 +180,3 @@ def test_aggregate_means_per_image_and_pools_counts(shared_data):
     assert summary["average_f1_pooled"] != pytest.approx(summary["average_f1"])
     assert summary["missed"] == 39 and summary["extra"] == 0
     assert summary["n_true"] == per_image[0].n_true + per_image[1].n_true
-
-
-@pytest.fixture(scope="module")
-def membrane(shared_data: Path) -> np.ndarray:
-    path = shared_data / "isbi2012" / "train" / "labels" / "slice00.tif"
-    return tifffile.imread(path)
-
-
-def test_rand_error_matches_scikit_image(membrane):
-    noisy = membrane.copy()
-    noisy[::7, :] = 0  # extra membranes: splits
-    noisy[:, 100:103] = 1  # a gap: merges
-    s = membrane_scores(membrane, noisy, grow_segments=False)
-    structure = ndi.generate_binary_structure(2, 1)
-    true_seg = ndi.label(membrane, structure)[0]
-    pred_seg = ndi.label(noisy, structure)[0]
-    error, _, _ = adapted_rand_error(true_seg, pred_seg)
-    assert s.rand_error == pytest.approx(error)
-    assert 0 < s.rand_precision < 1 and 0 < s.rand_recall < 1
-
-
-def test_membrane_identical_scores_zero(membrane):
-    s = membrane_scores(membrane, membrane)
-    assert s.pixel_error == 0.0 and s.rand_error == pytest.approx(0.0, abs=1e-12)
-    probs = membrane.astype(np.float32) * 0.8 + 0.1  # interior probability
-    assert membrane_scores(membrane, probs).pixel_error == 0.0
-
-
-def test_membrane_thicker_is_pixel_error_not_rand_error(membrane):
-    thick = ndi.binary_erosion(membrane == 1, structure=EIGHT).astype(np.uint8)
-    s = membrane_scores(membrane, thick)
-    assert s.pixel_error == pytest.approx(np.mean(thick != membrane))
-    assert s.pixel_error > 0.02
-    assert s.rand_error < 0.02  # the same cells, just thinner
-
-
-def test_membrane_gaps_merge_cells_and_raise_rand_error(membrane):
-    # open the membranes: cells leak into each other
-    leaky = ndi.binary_dilation(membrane == 1, structure=EIGHT, iterations=2).astype(np.uint8)
-    s = membrane_scores(membrane, leaky)
-    thick = membrane_scores(membrane, ndi.binary_erosion(membrane == 1).astype(np.uint8))
-    assert s.rand_error > 0.2 and s.rand_error > 5 * thick.rand_error
-    assert s.rand_precision < 0.1 and s.rand_recall > 0.99  # merges hurt precision only

@@ -11,6 +11,7 @@ import tifffile
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
+from biounet.evaluate.membranes import THRESHOLDS, membrane_summary
 from biounet.evaluate.run import evaluate
 from biounet.model.file import default_model_path
 from biounet.read.files import DataError
@@ -87,6 +88,28 @@ def test_membrane_scores(shared_data, tmp_path):
         tifffile.imwrite(eroded / name, ndi.binary_erosion(mask, iterations=2).astype(np.uint8))
     worse = evaluate(subset, pred_dir=eroded).summary
     assert 0 < worse["pixel_error"] < 0.3 and worse["rand_error"] < 0.2  # thicker membranes, same cells
+    assert worse["v_rand"] > 0.99 and worse["v_info"] > 0.99  # thinned away
+
+
+def test_membrane_model_takes_the_data_sets_best_threshold(shared_data, tiny_model, tmp_path):
+    """A model's interior probability is scored at every challenge threshold; the summary row takes the best
+    one for both slices together, each slice's row its own."""
+    src = shared_data / "isbi2012" / "train"
+    for sub in ("images", "labels"):
+        (tmp_path / sub).mkdir()
+        for name in ("slice18.tif", "slice19.tif"):
+            tifffile.imwrite(tmp_path / sub / name, tifffile.imread(src / sub / name)[:200, :200])
+    table = evaluate(tmp_path / "labels", model=tiny_model, images_dir=tmp_path / "images", device="cpu")
+    assert all(len(s.curves.thresholds) == len(THRESHOLDS) for s in table.scores)
+    assert table.summary["rand_error"] == membrane_summary([s.curves for s in table.scores]).rand_error
+    assert table.summary["rand_threshold"] in THRESHOLDS
+    for row, s in zip(table.rows, table.scores):
+        assert row["rand_error"] == membrane_summary([s.curves]).rand_error
+    r = cli("evaluate", "--labels", tmp_path / "labels", "--images", tmp_path / "images", "--model", tiny_model,
+            "--device", "cpu", "--csv", tmp_path / "s.csv")
+    assert r.returncode == 0 and "v_rand" in r.output.splitlines()[0], r.output
+    columns = next(csv.DictReader(open(tmp_path / "s.csv")))
+    assert {"pixel_error", "rand_error", "rand_threshold", "v_rand", "v_info"} <= set(columns)
 
 
 def test_errors(val, tmp_path):

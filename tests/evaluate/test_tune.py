@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from biounet.evaluate.run import evaluate
-from biounet.evaluate.tune import GRIDS, candidates
+from biounet.evaluate.run import evaluate, score, summarize
+from biounet.evaluate.tune import GRIDS, _examples, candidates, choose, cross_fit, halves, headline
+from biounet.label.instances import postprocess
+from biounet.read.files import DataError
 from biounet.model.file import default_model_path, load_model
 from tests.conftest import invoke as cli
 
@@ -53,3 +56,55 @@ def test_refuses_to_replace_its_input(fields, tmp_path):
             "--overwrite")
     assert r.returncode == 2 and "choose another --out" in r.output
     assert model.read_bytes() == default_model_path().read_bytes()
+
+
+def test_halves_alternate_by_sorted_name():
+    names = ["d", "b", "e", "a", "c"]
+    assert halves(names) == (["a", "c", "e"], ["b", "d"])
+    assert halves(list(reversed(names))) == halves(names)
+
+
+def test_cross_fit_scores_each_half_with_the_other_halfs_choice(fields):
+    """Real fields: each fold's setting is what tuning on its half alone chooses, its figure what that
+    setting scores on the other half alone; the reported figure is the mean of the two."""
+    _, _, name, base, examples = _examples(default_model_path(), fields / "images", fields / "labels",
+                                           device="cpu", channels=None, tile=None, normalize_over=None)
+    result = cross_fit(name, base, examples)
+    by_name = {example[0]: example for example in examples}
+    assert sorted(result.halves["A"] + result.halves["B"]) == sorted(by_name)
+    assert [len(result.halves[h]) for h in "AB"] == [2, 1]
+    for fold in result.folds:
+        tuning = [by_name[n] for n in result.halves[fold["tuned_on"]]]
+        held_out = [by_name[n] for n in result.halves[fold["scored_on"]]]
+        assert fold["params"] == choose(name, base, tuning)[0]
+        scores = [score(n, lab, postprocess(name, out, **fold["params"])) for n, lab, out in held_out]
+        assert fold["held_out"] == headline(summarize(scores))
+    for key in ("average_f1", "f1_0.50", "f1_0.90"):
+        assert result.held_out[key] == pytest.approx(np.mean([f["held_out"][key] for f in result.folds]))
+    assert result.held_out["merges"] == sum(f["held_out"]["merges"] for f in result.folds)
+    assert result.in_sample["average_f1"] >= result.as_is["average_f1"]
+    assert result.as_is_params == base
+    with pytest.raises(DataError, match="at least 2"):
+        cross_fit(name, base, examples[:1])
+
+
+def test_cross_fit_chooses_the_checkpoint_too(fields, tiny_model, tmp_path):
+    """Two candidate models: an untrained one and the shipped one. Each half chooses the shipped network
+    (with its post-processing); --out writes the choice made on all images."""
+    out = tmp_path / "chosen.pt"
+    r = cli("tune", "--model", tiny_model, "--model", "nuclei", "--images", fields / "images", "--labels",
+            fields / "labels", "--cross-fit", "--out", out, "--device", "cpu")
+    assert r.returncode == 0, r.output
+    rows = r.output.splitlines()
+    assert rows[0].startswith("cross-fit on 3 images") and "A: 2 images, B: 1 images" in rows[0]
+    assert rows[2].startswith("B (1)") and rows[3].startswith("A (2)") and rows[4].startswith("held out")
+    assert "model=nuclei.pt" in rows[2] and "model=nuclei.pt" in rows[3]  # both folds
+    assert "model=tiny.pt" in rows[5]  # "as is": the first candidate, the untrained one
+    assert float(rows[4].split()[-7]) > 0.8 and rows[-1].endswith("(tuned on all)")
+    _, spec = load_model(out)
+    assert spec.unet.width == 16 and spec.postprocess["name"] == "watershed_3class"
+    r = cli("tune", "--model", tiny_model, "--model", "nuclei", "--images", fields / "images", "--labels",
+            fields / "labels", "--out", out, "--overwrite")
+    assert r.returncode == 2 and "--cross-fit" in r.output
+    r = cli("tune", "--model", "nuclei", "--images", fields / "images", "--labels", fields / "labels")
+    assert r.returncode == 2 and "--out" in r.output and "--cross-fit" in r.output

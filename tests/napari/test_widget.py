@@ -120,3 +120,25 @@ def test_segments_a_file(make_napari_viewer, qtbot, nuclei, tmp_path):
     shot = canvas_shot(viewer, qtbot, tmp_path / "file.png")
     on_nuclei, off_nuclei = coloured_where(shot, truth > 0, viewer)
     assert on_nuclei > 0.8 and off_nuclei < 0.15, (on_nuclei, off_nuclei)
+
+
+def test_model_by_name_or_file(make_napari_viewer, tiny_model):
+    """The model is a shipped one by name (nuclei first), or a file chosen once "model file ..." is picked."""
+    import numpy as np
+    import pytest
+
+    from biounet.models import shipped
+    from biounet.napari.widget import MODEL_FILE
+
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((32, 32), np.uint8), name="field")
+    widget = open_widget(viewer)
+    assert list(widget.model.choices) == [*shipped(), MODEL_FILE] and widget.model.value == "nuclei"
+    assert widget.model_file.native.isHidden()
+    assert widget.request()["options"]["model"] == "nuclei"
+    widget.model.value = MODEL_FILE
+    assert not widget.model_file.native.isHidden()
+    with pytest.raises(ValueError, match="choose a model file"):
+        widget.request()
+    widget.model_file.value = str(tiny_model)
+    assert widget.request()["options"]["model"] == str(tiny_model)

@@ -1,0 +1,74 @@
+"""Models by name: `--model nuclei|membranes|PATH`.
+
+The package ships model files in `biounet/weights/NAME.pt`. A model argument
+is resolved in this order:
+
+1. an existing path: that file (or bioimage.io package folder); a path always wins over a name;
+2. a registered name (`SHIPPED`): `weights/NAME.pt`, or a one-line error saying
+   that this build does not ship it (dropping `NAME.pt` into `biounet/weights/`
+   is all it takes to ship it);
+3. anything else is a path that does not exist: the model loader says so and
+   lists the names.
+
+No heavy imports: the CLI resolves names before it loads torch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+# name -> what it segments (the MODEL_CARD has a section per model)
+SHIPPED: dict[str, str] = {
+    "nuclei": "fluorescent nuclei (BBBC039: U2OS, Hoechst), instances",
+    "membranes": "neuronal membranes in serial-section EM (ISBI 2012), cell interiors",
+}
+DEFAULT = "nuclei"
+
+
+class ModelNameError(ValueError):
+    """A model name this build does not ship (a usage error)."""
+
+
+def shipped_path(name: str) -> Path:
+    """Where the shipped model `name` lives (whether or not this build has it)."""
+    return WEIGHTS / f"{name}.pt"
+
+
+def shipped() -> list[str]:
+    """Names whose model file is in this build."""
+    return [name for name in SHIPPED if shipped_path(name).is_file()]
+
+
+def describe_names() -> str:
+    """The names for an error message: those shipped, and those missing from this build."""
+    have = shipped()
+    missing = [n for n in SHIPPED if n not in have]
+    text = ", ".join(have) if have else "none"
+    return text + (f"; not in this build: {', '.join(missing)}" if missing else "")
+
+
+def resolve_model(model: str | os.PathLike | None) -> Path:
+    """The model file of a path or a shipped name (None: the default, `nuclei`).
+
+    Raises ModelNameError for a registered name this build does not ship. A
+    string that is neither a file nor a name comes back as a path; loading it
+    reports it missing, with the names.
+    """
+    if model is None or str(model) == "":
+        model = DEFAULT
+    path = Path(model)
+    if path.exists():  # a file, or an unpacked bioimage.io package's folder
+        return path
+    name = str(model)
+    if name in SHIPPED:
+        target = shipped_path(name)
+        if target.is_file():
+            return target
+        others = [n for n in shipped() if n != name]
+        instead = f", or use {' or '.join(others)}" if others else ""
+        raise ModelNameError(f"model '{name}' is not shipped in this build ({target.name} is not in {WEIGHTS}); "
+                             f"pass a model file with --model PATH{instead}")
+    return path

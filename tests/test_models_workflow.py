@@ -1,0 +1,66 @@
+"""workflows/models.sh: the membranes run on the real ISBI 2012 slices, tiny, started, parked and resumed."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from biounet.model.file import load_model
+from tests.conftest import SHARED_DATA
+
+SCRIPT = Path(__file__).resolve().parents[1] / "workflows" / "models.sh"
+TINY = ["--width", "4", "--tile", "252"]  # after the run's own options: these win
+
+
+def models_sh(runs: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "RUNS": str(runs), "DATA": str(SHARED_DATA), "BIOUNET": f"{sys.executable} -m biounet",
+                   "NICE": "0", **env}
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=environment)
+
+
+def test_list_names_every_run(tmp_path):
+    r = models_sh(tmp_path, "list")
+    assert r.returncode == 0, r.stderr
+    assert [line.split()[0] for line in r.stdout.splitlines()][:2] == ["membranes", "membranes-w32"]
+    assert "nuclei-binary-w16" in r.stdout and "nuclei-distance-w16" in r.stdout
+    r = models_sh(tmp_path, "nuclei-w64")
+    assert r.returncode == 2 and "unknown run 'nuclei-w64'" in r.stderr
+
+
+def test_membranes_run_starts_parks_and_resumes(shared_data, tmp_path):
+    r = models_sh(tmp_path, "membranes", *TINY, ITERATIONS="2", VAL_EVERY="2", SNAPSHOT_EVERY="1")
+    assert r.returncode == 0, r.stderr
+    assert "--target binary --w0 10 --sigma 5 --depth 5" in r.stderr and "--metric rand_error" in r.stderr
+    assert sorted(p.name for p in (tmp_path / "data" / "isbi-train" / "labels").iterdir())[-1] == "slice15.tif"
+    assert sorted(p.name for p in (tmp_path / "data" / "isbi-val" / "images").iterdir()) == [
+        f"slice{i}.tif" for i in range(16, 20)]
+    _, spec = load_model(tmp_path / "membranes.pt")
+    prov = spec.provenance
+    assert spec.target == "binary" and spec.unet.padding == "valid" and prov["w0"] == 10 and prov["sigma"] == 5
+    assert prov["metric"] == "rand_error" and prov["images_count"] == 16 and prov["augment"]
+    assert {"rand_error", "pixel_error", "v_rand", "v_info"} <= set(prov["validation"])
+    assert [p.name for p in sorted(tmp_path.glob("membranes.it*.pt"))] == ["membranes.it000001.pt",
+                                                                          "membranes.it000002.pt"]
+
+    ckpt = tmp_path / "membranes.pt.ckpt"
+    r = models_sh(tmp_path, "park", "membranes")
+    assert r.returncode == 0 and not ckpt.exists() and (tmp_path / "membranes.pt.ckpt.part-00").is_file()
+    r = models_sh(tmp_path, "membranes", ITERATIONS="3", VAL_EVERY="2")
+    assert r.returncode == 0, r.stderr
+    assert "joined 1 parts" in r.stderr and f"--resume {ckpt}" in r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "membranes.log.csv")))
+    assert [int(row["iteration"]) for row in rows] == [1, 2, 3] and rows[-1]["val_rand_error"]
+    r = models_sh(tmp_path, "clean", "membranes")
+    assert r.returncode == 0 and not list(tmp_path.glob("membranes.pt.ckpt*"))
+    assert (tmp_path / "membranes.pt").is_file()
+
+
+@pytest.mark.parametrize("command", [["park", "membranes"], ["select", "nuclei-w32"]])
+def test_missing_inputs_fail_in_one_line(tmp_path, command):
+    r = models_sh(tmp_path, *command)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "models.sh:" in r.stderr

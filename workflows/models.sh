@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# The training runs of the shipped models and of the nuclei candidates (MODEL_CARD.md, issue 19):
+# one command per run, which starts it or, when its checkpoint exists, continues it exactly.
+#
+#   workflows/models.sh list                  the runs and what they train
+#   workflows/models.sh RUN [OPTION...]       start RUN, or resume it (`biounet train --resume`); extra
+#                                             options go to `biounet train` (e.g. --iterations 8000)
+#   workflows/models.sh park RUN              split RUN's checkpoint into parts under 45 MB, to commit them
+#                                             when a run must outlive the session (the next RUN joins them)
+#   workflows/models.sh clean RUN             remove RUN's checkpoint and its parts (the run is done)
+#   workflows/models.sh select RUN [MODEL...] nuclei runs: checkpoint and post-processing chosen together by
+#                                             two-fold cross-fitting on bbbc039/val (its snapshots by default)
+#   workflows/models.sh evaluate RUN          membranes: ISBI 2012 scores of RUN.pt on slices 16-19
+#
+# Settings (environment): DATA (the shared data, default ../shared/data beside the repository), RUNS
+# (where runs write, default runs/ in the repository: a checkpoint parked there can be committed),
+# BIOUNET (the command, default biounet), NICE (default 10), WORKERS (data processes, default 1),
+# ITERATIONS, VAL_EVERY, SNAPSHOT_EVERY (override a run's own; tiny values smoke-test a run).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATA=${DATA:-$ROOT/../shared/data}
+RUNS=${RUNS:-$ROOT/runs}
+BIOUNET=${BIOUNET:-biounet}
+read -r -a BIOUNET_CMD <<< "$BIOUNET"  # e.g. BIOUNET="python -m biounet"
+NICE=${NICE:-10}
+WORKERS=${WORKERS:-1}
+PART_SIZE=45m
+
+die() { echo "models.sh: $*" >&2; exit 2; }
+
+# Folders of symlinks that select the splits: ISBI 2012 slices 0-15 (training) and 16-19 (selection and
+# report; 20-29 are held back by the data's owners), and VAL10 (the first 10 bbbc039/val images by name, the
+# validation curves of the nuclei runs; their checkpoints are chosen by cross-fitting over all 50).
+splits() {
+    local isbi=$DATA/isbi2012/train nuclei=$DATA/bbbc039/val
+    [ -d "$isbi/images" ] && [ -d "$nuclei/images" ] || die "no data under DATA=$DATA (see its README.md)"
+    local dir sub name i
+    for dir in isbi-train isbi-val VAL10; do
+        for sub in images labels; do
+            rm -rf "${RUNS:?}/data/$dir/$sub"
+            mkdir -p "$RUNS/data/$dir/$sub"
+        done
+    done
+    for sub in images labels; do
+        for i in $(seq -w 0 19); do
+            name=slice$i.tif
+            [ "$((10#$i))" -le 15 ] && dir=isbi-train || dir=isbi-val
+            ln -s "$(cd "$isbi/$sub" && pwd)/$name" "$RUNS/data/$dir/$sub/$name"
+        done
+        for name in $(cd "$nuclei/images" && ls | sort | head -n 10); do
+            ln -s "$(cd "$nuclei/$sub" && pwd)/$name" "$RUNS/data/VAL10/$sub/$name"
+        done
+    done
+}
+
+# The runs: "description|iterations|val_every|snapshot_every|biounet train options".
+# Nuclei candidates share one budget (iterations, batch 2, tile 380) and the settings of the shipped model's
+# runs 4 and 5 (MODEL_CARD.md), so that width and target are compared one at a time.
+NUCLEI="--images $DATA/bbbc039/train/images --labels $DATA/bbbc039/train/labels \
+--val-images RUNS/data/VAL10/images --val-labels RUNS/data/VAL10/labels \
+--normalize-over folder --intensity-scale 0.75 1.3 --schedule cosine --batch-size 2 --tile 380"
+MEMBRANES="--images RUNS/data/isbi-train/images --labels RUNS/data/isbi-train/labels \
+--val-images RUNS/data/isbi-val/images --val-labels RUNS/data/isbi-val/labels \
+--target binary --w0 10 --sigma 5 --depth 5 --padding valid --tile 572 --batch-size 1 \
+--optimizer adam --lr 1e-3 --schedule cosine --metric rand_error --seed 12"
+run_spec() {
+    case $1 in
+    membranes) echo "ISBI 2012 membranes, the paper's recipe: binary, w0 10, sigma 5, elastic deformation, valid \
+convolutions, depth 5; width 16 (CPU), tile 572, batch 1; selected on slices 16-19 by Rand error|5000|250|0|$MEMBRANES \
+--width 16" ;;
+    membranes-w32) echo "the membranes run at width 32 (2.7x the time per iteration; checkpoint 93 MB: park it)|\
+5000|250|0|$MEMBRANES --width 32" ;;
+    nuclei-3class-w32) echo "nuclei candidate: 3class, width 32, from scratch|6000|500|1000|$NUCLEI \
+--target 3class --width 32 --lr 1e-3 --seed 19" ;;
+    nuclei-3class-w16) echo "nuclei candidate: 3class, width 16, from scratch (the reference at this budget)|\
+6000|500|1000|$NUCLEI --target 3class --width 16 --lr 1e-3 --seed 19" ;;
+    nuclei-binary-w16) echo "nuclei candidate: binary (the paper's target), width 16, from scratch|6000|500|1000|\
+$NUCLEI --target binary --width 16 --lr 1e-3 --seed 19" ;;
+    nuclei-distance-w16) echo "nuclei candidate: distance to the border (regression), width 16, from scratch|\
+6000|500|1000|$NUCLEI --target distance --width 16 --lr 1e-3 --seed 19" ;;
+    nuclei-longer) echo "nuclei candidate: the shipped model trained longer (run 5 continued, cosine from 3e-4)|\
+4000|500|1000|$NUCLEI --target 3class --width 16 --init nuclei --lr 3e-4 --seed 20" ;;
+    *) return 1 ;;
+    esac
+}
+RUN_NAMES="membranes membranes-w32 nuclei-3class-w32 nuclei-3class-w16 nuclei-binary-w16 nuclei-distance-w16 nuclei-longer"
+
+field() { run_spec "$1" | cut -d'|' -f"$2"; }
+checkpoint() { echo "$RUNS/$1.pt.ckpt"; }
+
+train() {
+    local run=$1; shift
+    run_spec "$run" > /dev/null || die "unknown run '$run'; runs: $RUN_NAMES"
+    splits
+    local ckpt iterations val_every snapshot_every
+    ckpt=$(checkpoint "$run")
+    iterations=${ITERATIONS:-$(field "$run" 2)}
+    val_every=${VAL_EVERY:-$(field "$run" 3)}
+    snapshot_every=${SNAPSHOT_EVERY:-$(field "$run" 4)}
+    if [ ! -f "$ckpt" ] && compgen -G "$ckpt.part-*" > /dev/null; then
+        cat "$ckpt".part-* > "$ckpt.joining" && mv "$ckpt.joining" "$ckpt"   # unpark (parts sort in order)
+        echo "models.sh: joined $(ls "$ckpt".part-* | wc -l) parts into $ckpt" >&2
+    fi
+    local cmd
+    if [ -f "$ckpt" ]; then
+        cmd=("${BIOUNET_CMD[@]}" train --resume "$ckpt" --iterations "$iterations" --workers "$WORKERS" "$@")
+    else
+        # shellcheck disable=SC2046 # the options are words
+        cmd=("${BIOUNET_CMD[@]}" train --out "$RUNS/$run.pt" --iterations "$iterations" --val-every "$val_every"
+             --snapshot-every "$snapshot_every" --workers "$WORKERS"
+             $(field "$run" 5 | sed "s|RUNS/|$RUNS/|g") "$@")
+    fi
+    echo "+ ${cmd[*]}" >&2
+    local started=$SECONDS
+    nice -n "$NICE" "${cmd[@]}"
+    echo "models.sh: $run: $((SECONDS - started)) s wall this session" >&2
+}
+
+park() {
+    local ckpt
+    ckpt=$(checkpoint "$1")
+    [ -f "$ckpt" ] || die "no checkpoint $ckpt to park"
+    rm -f "$ckpt".part-*
+    split -b "$PART_SIZE" -d -a 2 "$ckpt" "$ckpt.part-"
+    rm "$ckpt"
+    ls -l "$ckpt".part-*
+}
+
+clean() {
+    local ckpt
+    ckpt=$(checkpoint "$1")
+    rm -f "$ckpt" "$ckpt".part-* "$ckpt.joining"
+}
+
+select_nuclei() {
+    local run=$1; shift
+    local models=("$@")
+    if [ ${#models[@]} -eq 0 ]; then
+        mapfile -t models < <(ls "$RUNS/$run".it*.pt 2>/dev/null)
+        [ ${#models[@]} -gt 0 ] || die "no snapshots $RUNS/$run.it*.pt; pass the models to choose from"
+    fi
+    local args=() m
+    for m in "${models[@]}"; do args+=(--model "$m"); done
+    nice -n "$NICE" "${BIOUNET_CMD[@]}" tune "${args[@]}" --images "$DATA/bbbc039/val/images" \
+        --labels "$DATA/bbbc039/val/labels" --cross-fit --out "$RUNS/$run.selected.pt"
+}
+
+evaluate_membranes() {
+    splits
+    nice -n "$NICE" "${BIOUNET_CMD[@]}" evaluate --model "$RUNS/$1.pt" --images "$RUNS/data/isbi-val/images" \
+        --labels "$RUNS/data/isbi-val/labels" --csv "$RUNS/$1.isbi-val.csv"
+}
+
+case ${1:-} in
+list) for r in $RUN_NAMES; do printf '%-20s %s (%s iterations)\n' "$r" "$(field "$r" 1)" "$(field "$r" 2)"; done ;;
+park) [ $# -eq 2 ] || die "usage: models.sh park RUN"; park "$2" ;;
+clean) [ $# -eq 2 ] || die "usage: models.sh clean RUN"; clean "$2" ;;
+select) [ $# -ge 2 ] || die "usage: models.sh select RUN [MODEL...]"; shift; select_nuclei "$@" ;;
+evaluate) [ $# -eq 2 ] || die "usage: models.sh evaluate RUN"; evaluate_membranes "$2" ;;
+""|-h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' ;;
+*) train "$@" ;;
+esac
