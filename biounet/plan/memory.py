@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from biounet.model.geometry import Geometry
 from biounet.model.unet import UNetConfig
 
 # Live float32 tensors at full resolution during inference, in units of
@@ -12,14 +11,22 @@ from biounet.model.unet import UNetConfig
 ACTIVATION_FACTOR = 6.0
 
 
+# An encoder U-Net: the floats alive at the peak (`activation_floats`) times this slack.
+ENCODER_SLACK = 1.5
+
+
 def tile_bytes(config: UNetConfig, tile_in: int) -> int:
     """Estimated peak activation memory of one tile in the forward pass."""
+    if config.encoder is not None:
+        from biounet.model.encoder_unet import activation_floats
+
+        return int(ENCODER_SLACK * activation_floats(config) * tile_in * tile_in * 4)
     return int(ACTIVATION_FACTOR * config.width * tile_in * tile_in * 4 + 4 * config.in_channels * tile_in**2)
 
 
 def choose_tile(config: UNetConfig, block: int, memory_limit: int) -> int:
     """The largest valid tile not larger than needed to cover `block`, within `memory_limit`."""
-    geometry = Geometry(config.depth, config.padding)
+    geometry = config.geometry()
     best = geometry.input_size(block)
     while best > geometry.min_input and tile_bytes(config, best) > memory_limit:
         best -= geometry.align

@@ -131,7 +131,7 @@ class Run:
 
     @property
     def geometry(self) -> Geometry:
-        return Geometry(self.spec.unet.depth, self.spec.unet.padding)
+        return self.spec.unet.geometry()
 
     @cached_property
     def blocks(self) -> list[Block]:
@@ -178,7 +178,7 @@ def make_run(
     if not model and not model_path.exists():
         raise ModelFileError("no --model given and no pretrained model is shipped in this install; pass --model")
     _, spec = load_model(model_path)  # the whole file, so a broken one fails before any output exists
-    geometry = Geometry(spec.unet.depth, spec.unet.padding)
+    geometry = spec.unet.geometry()
     if ngff not in NGFF_VERSIONS:
         raise UsageError(f"--ngff {ngff!r} is not supported: use 0.4 or 0.5")
     if save_probabilities not in (None, *PROBABILITY_TYPES):

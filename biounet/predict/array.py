@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from biounet.model.file import ModelSpec
-from biounet.model.geometry import Geometry
 from biounet.model.unet import UNet
 from biounet.plan.blocks import plan_blocks, tile_window
 from biounet.plan.mirror import mirror_window
@@ -31,7 +30,7 @@ def predict_array(
     The network must already be on its device and in eval mode.
     """
     image = image[None] if image.ndim == 2 else image
-    geometry = Geometry(spec.unet.depth, spec.unet.padding)
+    geometry = spec.unet.geometry()
     h, w = image.shape[-2:]
     covered = min(block, -(-max(h, w) // geometry.align) * geometry.align)
     tile = tile or spec.tile or choose_tile(spec.unet, covered, DEFAULT_MEMORY)
