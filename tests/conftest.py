@@ -46,10 +46,10 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_encoder_model(tmp_path_factory) -> Path:
-    """A random-weight ResNet-18 U-Net (decoder width 4, default context), 3class, percentile
-    normalisation."""
+    """A random-weight ResNet-18 U-Net (decoder width 4, 64 px of context: small tiles for
+    fast tests), 3class, percentile normalisation."""
     return make_model(tmp_path_factory.mktemp("models") / "resnet18.pt", encoder="resnet18", target="3class",
-                      out_channels=3, normalization={"method": "percentile", "low": 1.0, "high": 99.8})
+                      out_channels=3, context=64, normalization={"method": "percentile", "low": 1.0, "high": 99.8})
 
 
 @pytest.fixture

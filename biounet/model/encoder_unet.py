@@ -23,8 +23,9 @@ from biounet.model.unet import UNet, UNetConfig
 
 DEPTH = 6  # resolution levels: full size and strides 2, 4, 8, 16, 32
 # Context margin per tile side: the smallest margin whose stitched class maps equal a
-# whole-image pass on the BBBC039 val images measured (benchmarks/encoder_margin.py).
-DEFAULT_CONTEXT = 64
+# whole-image pass on the BBBC039 val images measured (benchmarks/encoder_margin.py,
+# MODEL_CARD.md): 192 px for the ResNet-18 and ResNet-34 U-Nets trained there.
+DEFAULT_CONTEXT = 192
 
 
 def check_config(config: UNetConfig) -> None:

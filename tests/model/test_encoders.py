@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from biounet.model.encoder_unet import DEFAULT_CONTEXT
 from biounet.model.encoders import ENCODERS, build_encoder
 from biounet.model.file import ModelSpec, build_network, load_model, save_model
 from biounet.model.flops import forward_flops
@@ -47,8 +48,9 @@ def test_every_encoder_builds_for_any_channels_and_head(name):
 def test_encoder_geometry_and_config_checks():
     config = encoder_config("resnet34")
     g = config.geometry()
-    assert (g.align, g.margin, g.min_input) == (32, config.context, 160)
-    assert g.is_valid(384) and not g.is_valid(380) and g.output_size(384) == 384 - 2 * config.context
+    assert (g.align, g.margin, config.context) == (32, DEFAULT_CONTEXT, 192)
+    assert g.min_input == 416 and g.input_size(1024) == 1024 + 2 * 192  # 2 x 192 + 1 rounded up to 32
+    assert g.is_valid(448) and not g.is_valid(450) and g.output_size(448) == 448 - 2 * 192
     assert UNetConfig(width=16).to_dict() == UNetConfig(width=16).to_dict() and "encoder" not in UNetConfig().to_dict()
     with pytest.raises(ValueError, match="unknown encoder 'resnet99'; choose from resnet18"):
         UNetConfig(depth=6, padding="same", encoder="resnet99")

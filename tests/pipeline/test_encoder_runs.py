@@ -16,7 +16,7 @@ ARGS = {"block": 128, "device": "cpu", "save_probabilities": "float16"}
 def reference(slide, tiny_encoder_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("encoder-ref") / "ref.ome.zarr"
     result = segment(slide, out, model=tiny_encoder_model, progress=False, **ARGS)
-    assert result.tile == 128 + 2 * 64  # the block plus the default context on both sides, a multiple of 32
+    assert result.tile == 128 + 2 * 64  # the block plus the model's context on both sides, a multiple of 32
     return out
 
 
