@@ -52,14 +52,13 @@ def random_unet(path: Path, width: int) -> Path:
 def bare_rate(model: Path, device: str, precision: str, tile: int, batch: int, calls: int) -> float:
     """Output MP/s of the network alone on random tiles (after one untimed call)."""
     from biounet.model.file import load_model
-    from biounet.model.geometry import Geometry
     from biounet.predict.device import prepare, run
 
     net, spec = load_model(model)
     net = prepare(net, torch.device(device), precision=precision)
     x = torch.randn(batch, spec.unet.in_channels, tile, tile, device=device)
     seconds = repeated(lambda: run(net, x), calls, device)
-    out = Geometry(spec.unet.depth, spec.unet.padding).output_size(tile)
+    out = spec.unet.geometry().output_size(tile)
     return calls * batch * out * out / MP / seconds
 
 

@@ -37,7 +37,8 @@ USER_ERRORS = {
     "biounet.train.loop.CheckpointError": EXIT_USAGE, "biounet.napari.view.ViewNotFoundError": EXIT_USAGE,
     "biounet.read.image.ImageReadError": EXIT_RUNTIME, "biounet.model.file.ModelFileError": EXIT_RUNTIME,
     "biounet.napari.view.ViewError": EXIT_RUNTIME, "biounet.zoo.ZooNotInstalled": EXIT_RUNTIME,
-    "biounet.models.ModelNameError": EXIT_USAGE,
+    "biounet.models.ModelNameError": EXIT_USAGE, "biounet.model.encoders.EncoderError": EXIT_USAGE,
+    "biounet.model.pretrained.EncoderWeightsError": EXIT_USAGE,
 }
 
 MODEL_HELP = ("a shipped model's name (nuclei, membranes), a model file or a bioimage.io package (.zip, rdf.yaml "
@@ -351,7 +352,8 @@ def info(path: Path | None, model: str | None, as_json: bool) -> None:
 
         resolved = resolve_model(model if model is not None else path)
         payload = read_model_payload(resolved)
-        summary = {"format_version": payload["format_version"], **payload["spec"]}
+        summary = {"format_version": payload["format_version"], "architecture": _architecture(payload["spec"]),
+                   **payload["spec"]}
         if model in SHIPPED and not Path(model).is_file():  # a shipped model: its name and file
             summary = {"shipped_as": model, "file": str(resolved), **summary}
     elif kind == "other":
@@ -368,6 +370,18 @@ def _shipped_names() -> tuple[str, ...]:
     from biounet.models import SHIPPED
 
     return tuple(SHIPPED)
+
+
+def _architecture(spec: dict) -> str:
+    """One line naming a model's network (from its stored config, without building it)."""
+    unet = spec.get("unet", {})
+    if unet.get("encoder"):
+        return (f"U-Net with a {unet['encoder']} encoder (decoder width {unet.get('width')}, same padding, "
+                f"tiles on multiples of {2 ** (unet.get('depth', 6) - 1)} px, context {unet.get('context')} px)")
+    if unet.get("extra", {}).get("arch"):
+        return f"{unet['extra']['arch']} network (benchmarks)"
+    return (f"U-Net, depth {unet.get('depth')}, width {unet.get('width')}, {unet.get('padding')} padding"
+            + (", batch norm" if unet.get("batch_norm") else ""))
 
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
@@ -452,8 +466,10 @@ _TRAIN_FIELDS = {
     "optimizer": "optimizer", "val_every": "val_every", "metric": "metric", "seed": "seed", "workers": "workers",
     "tile": "tile", "ignore": "ignore", "w0": "w0", "sigma": "sigma", "dice": "dice", "regression": "regression",
     "foreground_bias": "foreground_bias", "channel": "channels", "device": "device", "precision": "precision",
-    "augment_on": "augment_on", "snapshot_every": "snapshot_every",
+    "augment_on": "augment_on", "snapshot_every": "snapshot_every", "encoder": "encoder",
+    "encoder_weights": "encoder_weights", "time_budget": "time_budget",
 }
+ENCODER_FIXED = ("depth", "padding", "batch_norm")  # set by --encoder
 
 
 @main.command()
@@ -465,11 +481,19 @@ _TRAIN_FIELDS = {
 @click.option("--target", type=click.Choice(["binary", "3class", "distance"]), default="binary", show_default=True)
 @click.option("--labels-kind", type=click.Choice(["auto", "instances", "classes"]), default="auto", show_default=True,
               help="Label images hold instance ids or a 0/1 class mask (auto: a mask if only 0 and 1).")
+@click.option("--encoder", help="A U-Net with this encoder: resnet18, resnet34, resnet50, efficientnet_b0 .. "
+              "efficientnet_b3 (same padding, batch norm, tiles on multiples of 32).")
+@click.option("--encoder-weights", type=click.Path(path_type=Path),
+              help="Local pretrained encoder weights (torchvision or timm state dict, .pth or .safetensors); "
+              "default: random initialisation.")
 @click.option("--depth", type=int, default=5, show_default=True)
-@click.option("--width", type=int, default=64, show_default=True, help="Channels of the first level (16 is plenty on a CPU).")
+@click.option("--width", type=int, help="Channels of the first level (default 64; 16 is plenty on a CPU); "
+              "with --encoder the decoder's at full resolution (default 16).")
 @click.option("--padding", type=click.Choice(["valid", "same"]), default="valid", show_default=True)
 @click.option("--batch-norm", is_flag=True, help="Batch normalisation after each convolution.")
 @click.option("--iterations", type=int, default=1000, show_default=True)
+@click.option("--time-budget", type=float, help="Stop once the training steps have used this many CPU seconds "
+              "(validation not counted), keeping the best model as at the last iteration.")
 @click.option("--batch-size", type=int, default=1, show_default=True)
 @click.option("--lr", type=float, help="Learning rate (default 1e-3 for adam, 1e-2 for sgd).")
 @click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
@@ -520,6 +544,12 @@ def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over,
     from biounet.train.loop import TrainConfig, config_from_checkpoint, train as run
 
     fields = {_TRAIN_FIELDS[k]: ((list(v) or None) if k == "channel" else v) for k, v in options.items()}
+    if options["encoder"] is not None:
+        fixed = [f"--{k.replace('_', '-')}" for k in ENCODER_FIXED
+                 if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE]
+        if fixed:
+            raise click.UsageError(f"drop {' and '.join(fixed)}: an --encoder U-Net has depth 6 (strides up to "
+                                   "32), same padding and batch norm")
     if resume is not None:  # the checkpoint's settings, unless given on the command line
         given = {_TRAIN_FIELDS[k] for k in options if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
         overrides = {k: v for k, v in fields.items() if k in given}

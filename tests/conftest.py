@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from biounet.model.file import ModelSpec, save_model
-from biounet.model.unet import UNet
+from biounet.model.file import ModelSpec, build_network, save_model
+from biounet.model.unet import UNetConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -22,12 +22,18 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def make_model(path: Path, seed: int = 0, normalization: dict | None = None, **unet) -> Path:
-    """A random-weight U-Net (original geometry unless told otherwise) saved as a model file."""
+def make_model(path: Path, seed: int = 0, normalization: dict | None = None, target: str = "binary",
+               **unet) -> Path:
+    """A random-weight U-Net (original geometry unless told otherwise; with `encoder=NAME` an
+    encoder U-Net) saved as a model file."""
     torch.manual_seed(seed)
     options = {"width": 4, **unet}
-    net = UNet(**options)
-    spec = ModelSpec(unet=net.config, normalization=normalization or {"method": "none"})
+    if "encoder" in unet:
+        options = {"depth": 6, "padding": "same", "batch_norm": True, **options}
+    net = build_network(UNetConfig(**options))
+    classes = {"binary": ["background", "foreground"], "3class": ["background", "interior", "boundary"]}[target]
+    spec = ModelSpec(unet=net.config, target=target, classes=classes, normalization=normalization or {"method": "none"},
+                     postprocess={"name": "components" if target == "binary" else "watershed_3class", "params": {}})
     save_model(path, net, spec)
     return path
 
@@ -36,6 +42,14 @@ def make_model(path: Path, seed: int = 0, normalization: dict | None = None, **u
 def tiny_model(tmp_path_factory) -> Path:
     """Depth 5, valid convolutions, width 4, no normalisation."""
     return make_model(tmp_path_factory.mktemp("models") / "tiny.pt")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_model(tmp_path_factory) -> Path:
+    """A random-weight ResNet-18 U-Net (decoder width 4, 64 px of context: small tiles for
+    fast tests), 3class, percentile normalisation."""
+    return make_model(tmp_path_factory.mktemp("models") / "resnet18.pt", encoder="resnet18", target="3class",
+                      out_channels=3, context=64, normalization={"method": "percentile", "low": 1.0, "high": 99.8})
 
 
 @pytest.fixture

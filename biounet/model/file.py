@@ -144,7 +144,11 @@ def _check_zip(path: Path) -> None:
 
 
 def build_network(config: UNetConfig):
-    """The network a config describes: the U-Net, or the null network of benchmarks."""
+    """The network a config describes: the U-Net, an encoder U-Net, or the null network of benchmarks."""
+    if config.encoder is not None:
+        from biounet.model.encoder_unet import EncoderUNet
+
+        return EncoderUNet(config)
     if config.extra.get("arch") == "null":
         from biounet.model.null import NullUNet
 

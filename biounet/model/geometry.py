@@ -191,8 +191,9 @@ class SizeRule(TileSizes):
 
 def geometry_of(config) -> TileSizes:
     """The tile geometry of a network config (a `UNetConfig`): a size rule the config
-    states in `extra["sizes"]` (a bioimage.io package's), else its U-Net's depth and padding."""
+    states in `extra["sizes"]` (a bioimage.io package's), else its U-Net's depth and padding
+    (and, for a same-padded network, its context margin)."""
     sizes = config.extra.get("sizes")
     if sizes:
         return SizeRule(int(sizes["min"]), int(sizes["step"]), int(sizes["margin"]), bool(sizes.get("fixed", False)))
-    return Geometry(config.depth, config.padding)
+    return Geometry(config.depth, config.padding, getattr(config, "context", None))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from biounet.model.geometry import Geometry
 from biounet.model.unet import UNetConfig
 
 ARCH = "null"
@@ -27,7 +26,7 @@ class NullUNet(nn.Module):
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()
         self.config = config
-        self.geometry = Geometry(config.depth, config.padding)
+        self.geometry = config.geometry()
         self.threshold = float(config.extra.get("threshold", 0.5))
         self.scale = nn.Parameter(torch.tensor([40.0]))  # a parameter: tells the device like any network
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from biounet.model.geometry import Geometry
+from biounet.model.geometry import TileSizes, geometry_of
 from biounet.model.unet_arch import UNetArch, center_crop
 
 __all__ = ["UNet", "UNetConfig", "center_crop", "count_parameters"]
@@ -35,16 +35,37 @@ class UNetConfig:
     dropout: float = 0.0
     head: str = "classification"
     extra: dict = field(default_factory=dict)
+    encoder: str | None = None
+    context: int | None = None
 
     def __post_init__(self) -> None:
         if self.head not in ("classification", "regression"):
             raise ValueError(f"head must be 'classification' or 'regression', got {self.head!r}")
         if self.in_channels < 1 or self.out_channels < 1 or self.width < 1:
             raise ValueError("in_channels, out_channels and width must be positive")
-        Geometry(self.depth, self.padding)  # validates depth and padding
+        if self.encoder is not None:
+            from biounet.model.encoder_unet import check_config
+
+            check_config(self)
+            if self.context is None:
+                from biounet.model.encoder_unet import DEFAULT_CONTEXT
+
+                object.__setattr__(self, "context", DEFAULT_CONTEXT)
+        if self.context is not None and (self.padding != "same" or self.context < 0):
+            raise ValueError(f"context {self.context}: a margin of 0 or more pixels, for same-padded networks only")
+        self.geometry()  # validates depth and padding
+
+    def geometry(self) -> TileSizes:
+        """The tile geometry of this network (shift period, margin, valid tile sizes): `geometry_of`."""
+        return geometry_of(self)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as plain data; `encoder` and `context` only when set (plain U-Net files stay as before)."""
+        data = asdict(self)
+        for key in ("encoder", "context"):
+            if data[key] is None:
+                del data[key]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "UNetConfig":
@@ -67,10 +88,12 @@ class UNet(UNetArch):
             config = UNetConfig(**kwargs)
         elif kwargs:
             raise TypeError("pass either a UNetConfig or keyword options, not both")
+        if config.encoder is not None:
+            raise ValueError("an encoder U-Net is built by biounet.model.file.build_network, not UNet")
         super().__init__(config.in_channels, config.out_channels, config.depth, config.width, config.padding,
                          config.batch_norm, config.dropout)
         self.config = config
-        self.geometry = Geometry(config.depth, config.padding)
+        self.geometry = config.geometry()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -12,8 +12,16 @@ from biounet.model.unet import UNetConfig
 ACTIVATION_FACTOR = 6.0
 
 
+# An encoder U-Net: the floats alive at the peak (`activation_floats`) times this slack.
+ENCODER_SLACK = 1.5
+
+
 def tile_bytes(config: UNetConfig, tile_in: int) -> int:
     """Estimated peak activation memory of one tile in the forward pass."""
+    if config.encoder is not None:
+        from biounet.model.encoder_unet import activation_floats
+
+        return int(ENCODER_SLACK * activation_floats(config) * tile_in * tile_in * 4)
     return int(ACTIVATION_FACTOR * config.width * tile_in * tile_in * 4 + 4 * config.in_channels * tile_in**2)
 
 

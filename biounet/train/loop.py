@@ -46,9 +46,10 @@ from tqdm import tqdm
 
 from biounet.version import __version__
 from biounet.evaluate.run import prediction, score, summarize
-from biounet.model.file import ModelSpec, load_model, save_model
-from biounet.model.geometry import Geometry
+from biounet.model.file import ModelSpec, build_network, load_model, save_model
+from biounet.model.geometry import Geometry, TileSizeError
 from biounet.model.unet import UNet, UNetConfig, center_crop
+from biounet.plan.run import file_digest
 from biounet.predict.array import predict_array
 from biounet.predict.device import cpu_threads, resolve_device
 from biounet.predict.gpu import PRECISIONS, choose_precision
@@ -82,7 +83,7 @@ TASKS = {
 RUN_KEYS = (
     "images", "labels", "target", "labels_kind", "depth", "width", "padding", "batch_norm", "batch_size", "lr",
     "optimizer", "momentum", "weight_decay", "seed", "tile", "ignore", "w0", "sigma", "dice", "regression",
-    "foreground_bias", "augment", "channels", "normalization", "init", "schedule",
+    "foreground_bias", "augment", "channels", "normalization", "init", "schedule", "encoder", "encoder_weights",
 )
 SCHEDULES = ("constant", "cosine")
 AUGMENT_ON = ("workers", "device")
@@ -107,6 +108,13 @@ class TrainConfig:
     precision: auto | fp32 | bf16 | fp16 (`choose_precision`: auto = bf16 on CUDA
     GPUs of compute capability 8.0 and newer, fp16 on older ones, fp32 on the CPU).
     augment_on: workers (in the DataLoader processes) | device (on the training device).
+    encoder: an encoder U-Net (`biounet.model.encoders.ENCODERS`: depth 6, same padding, batch
+    norm; width is the decoder's at full resolution, default 16), trained on whole patches;
+    encoder_weights: a local torchvision/timm checkpoint for it (default: random initialisation).
+    width: None = 64 for the U-Net, 16 for an encoder U-Net.
+    time_budget: stop once the training steps have used this many CPU seconds (of the training
+    process, all its threads; validation, checkpoints and the data workers are not counted), then
+    validate and keep the best model as at the last iteration.
     """
 
     images: str
@@ -117,7 +125,7 @@ class TrainConfig:
     target: str = "binary"
     labels_kind: str = "auto"
     depth: int = 5
-    width: int = 64
+    width: int | None = None
     padding: str = "valid"
     batch_norm: bool = False
     iterations: int = 1000
@@ -147,10 +155,13 @@ class TrainConfig:
     precision: str = "auto"
     augment_on: str = "workers"
     snapshot_every: int = 0
+    encoder: str | None = None
+    encoder_weights: str | None = None
+    time_budget: float | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for key in ("images", "labels", "out", "val_images", "val_labels", "resume", "init"):
+        for key in ("images", "labels", "out", "val_images", "val_labels", "resume", "init", "encoder_weights"):
             value = getattr(self, key)
             if value is not None:
                 setattr(self, key, str(value))
@@ -174,6 +185,21 @@ class TrainConfig:
             raise DataError(f"--snapshot-every {self.snapshot_every}: use 0 (none) or a number of iterations")
         if self.channels is not None:
             self.channels = [int(c) for c in self.channels]
+        if self.encoder is not None:
+            from biounet.model.encoder_unet import DEPTH
+            from biounet.model.encoders import EncoderError, check_encoder
+
+            try:
+                check_encoder(self.encoder)
+            except EncoderError as err:
+                raise DataError(f"{err} (--encoder)") from None
+            self.depth, self.padding, self.batch_norm = DEPTH, "same", True
+        elif self.encoder_weights is not None:
+            raise DataError("--encoder-weights needs --encoder NAME (the encoder they belong to)")
+        if self.width is None:
+            self.width = 16 if self.encoder else 64
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise DataError(f"--time-budget {self.time_budget}: give a positive number of CPU seconds")
         try:
             over_folder(self.normalization)
         except ValueError as err:
@@ -199,11 +225,13 @@ class TrainConfig:
 # ---------------------------------------------------------------- pieces
 
 
-def default_tile(geometry: Geometry, shapes: Sequence[tuple[int, int]], preferred: int = DEFAULT_TILE) -> int:
-    """`preferred` (572) if valid and its output fits the smallest image, else the largest valid size that does."""
+def default_tile(geometry: Geometry, shapes: Sequence[tuple[int, int]], preferred: int = DEFAULT_TILE,
+                 whole: bool = False) -> int:
+    """`preferred` (572) if valid and its output fits the smallest image, else the largest valid size that does
+    (`whole`: the tile itself must fit, for networks trained on the whole patch)."""
     side = min(min(s) for s in shapes)
     tile = geometry.nearest_valid(preferred, "down") if not geometry.is_valid(preferred) else preferred
-    while tile > geometry.min_input and geometry.output_size(tile) > side:
+    while tile > geometry.min_input and (tile if whole else geometry.output_size(tile)) > side:
         tile -= geometry.align
     return max(tile, geometry.min_input)
 
@@ -251,6 +279,13 @@ def validate(net: UNet, spec: ModelSpec, examples: Sequence[Example], membrane: 
         net.train(was_training)
     summary = summarize(scores)
     return {k: v for k, v in summary.items() if k != "image"}
+
+
+def weights_provenance(path: str | None) -> dict | None:
+    """Where pretrained encoder weights came from: the file and its SHA-256."""
+    if path is None:
+        return None
+    return {"path": str(Path(path).resolve()), "sha256": file_digest(Path(path))}
 
 
 def start_from(net: UNet, spec: ModelSpec, path: str) -> None:
@@ -470,24 +505,33 @@ def train(config: TrainConfig) -> Path:
 
     classes, post, head = TASKS[config.target]
     unet = UNetConfig(in_channels=in_channels, out_channels=len(classes), depth=config.depth, width=config.width,
-                      padding=config.padding, batch_norm=config.batch_norm, head=head)
-    geometry = Geometry(config.depth, config.padding)
-    tile = config.tile or default_tile(geometry, [s.shape for s in sources])
-    geometry.check(tile)
-    out_size = geometry.output_size(tile)
+                      padding=config.padding, batch_norm=config.batch_norm, head=head, encoder=config.encoder)
+    geometry = unet.geometry()
+    tile = config.tile or default_tile(geometry, [s.shape for s in sources], whole=config.encoder is not None)
+    if config.encoder is None:
+        geometry.check(tile)
+    elif tile < geometry.align or tile % geometry.align:  # trained on whole patches: no context needed
+        raise TileSizeError(f"--tile {tile}: an encoder U-Net trains on multiples of {geometry.align} px, "
+                            f"e.g. {max(geometry.align, tile // geometry.align * geometry.align)}")
+    # An encoder U-Net learns from the whole patch (its loss on every pixel); the U-Net from what it keeps.
+    out_size = tile if config.encoder else geometry.output_size(tile)
     spec = ModelSpec(unet=unet, target=config.target, classes=list(classes), postprocess=dict(post),
                      normalization=dict(config.normalization))
 
-    net = UNet(unet)
+    net = build_network(unet)
     if config.init and saved is None:
         start_from(net, spec, config.init)
+    elif config.encoder_weights and saved is None:
+        from biounet.model.pretrained import load_encoder_weights
+
+        load_encoder_weights(net.encoder, config.encoder, config.encoder_weights)
     net = net.to(device).to(memory_format=torch.channels_last)
     net.train()
     optimizer = make_optimizer(config, net.parameters())
     scaler = make_scaler(device.type, precision)
     loss_fn = Loss(config.target, config.dice, config.regression)
 
-    iteration, seconds, best = 0, 0.0, {"value": None, "iteration": None, "scores": None}
+    iteration, seconds, cpu, best = 0, 0.0, 0.0, {"value": None, "iteration": None, "scores": None}
     wrote = False
     log = TrainLog(out, metric)
     if saved is not None:
@@ -496,6 +540,7 @@ def train(config: TrainConfig) -> Path:
         if saved.get("scaler") and scaler.is_enabled():
             scaler.load_state_dict(saved["scaler"])
         iteration, seconds = int(saved["iteration"]), float(saved["seconds"])
+        cpu = float(saved.get("cpu_seconds", 0.0))
         best = dict(saved["best"])
         log.rows = [dict(r) for r in saved["history"]]
         if saved["sampler"]["seed"] != config.seed or saved["sampler"]["next_batch"] != iteration:
@@ -516,6 +561,8 @@ def train(config: TrainConfig) -> Path:
             "metric": metric, "validation": best["scores"], "train_tile": tile, "batch_size": config.batch_size,
             "optimizer": config.optimizer, "lr": config.learning_rate, "schedule": config.schedule,
             "init": config.init, "seed": config.seed, "w0": config.w0, "precision": precision,
+            "encoder": config.encoder, "encoder_weights": weights_provenance(config.encoder_weights),
+            "time_budget": config.time_budget, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
             "sigma": config.sigma, "ignore": config.ignore, "dice": config.dice, "augment": config.augment is not None,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -527,7 +574,7 @@ def train(config: TrainConfig) -> Path:
         checkpointed = iteration
         _atomic_save({
             "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "config": config.to_dict(),
-            "iteration": iteration, "seconds": seconds, "model": net.state_dict(),
+            "iteration": iteration, "seconds": seconds, "cpu_seconds": cpu, "model": net.state_dict(),
             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "precision": precision,
             "rng": rng_state(),
             "sampler": {"seed": config.seed, "next_batch": iteration}, "best": best, "history": log.rows,
@@ -539,11 +586,12 @@ def train(config: TrainConfig) -> Path:
     if saved is not None:
         set_rng_state(saved["rng"])
     start = time.perf_counter() - seconds
+    cpu_start = time.process_time() - cpu
     last_val = ""
     bar = tqdm(total=config.iterations, initial=iteration, disable=not config.progress, unit="it",
                dynamic_ncols=True, desc="train")
     try:
-        while iteration < config.iterations:
+        while iteration < config.iterations and not (config.time_budget is not None and cpu >= config.time_budget):
             batch = next(batches)
             if dataset.raw_batches:  # augmentation on the training device
                 *raw, seed = batch
@@ -566,15 +614,17 @@ def train(config: TrainConfig) -> Path:
             scaler.step(optimizer)
             scaler.update()
             iteration += 1
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            spent = config.time_budget is not None and cpu >= config.time_budget
             log.add({"iteration": iteration, "loss": loss_value, "lr": optimizer.param_groups[0]["lr"],
-                     "seconds": round(seconds, 3)})
+                     "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3)})
             bar.set_postfix_str(f"loss {loss_value:.4f}{last_val}", refresh=False)  # shown with the rate (it/s)
             bar.update(1)
             if config.snapshot_every and iteration % config.snapshot_every == 0:  # a candidate for selection
                 spec.provenance = provenance()
                 save_model(snapshot_path(out, iteration), net, spec)
-            if iteration % config.val_every == 0 or iteration == config.iterations:
+            if iteration % config.val_every == 0 or iteration == config.iterations or spent:
+                validation_cpu = time.process_time()
                 if examples:
                     scores = validate(net, spec, examples, membrane, config.ignore, val_stats)
                     value = scores[metric]
@@ -593,8 +643,12 @@ def train(config: TrainConfig) -> Path:
                     wrote = True
                 seconds = time.perf_counter() - start
                 log.rows[-1]["seconds"] = round(seconds, 3)
+                cpu_start += time.process_time() - validation_cpu  # the budget counts training steps only
                 save_checkpoint()
                 log.write()
+            if spent:
+                tqdm.write(f"time budget of {config.time_budget:g} CPU s spent at iteration {iteration}")
+                break
     except KeyboardInterrupt:
         bar.close()
         if checkpointed is not None:

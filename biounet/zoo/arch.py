@@ -39,6 +39,9 @@ class Architecture:
 def architecture(config: UNetConfig) -> Architecture:
     """The architecture of a biounet network config, for a package."""
     arch = config.extra.get("arch", "unet")
+    if getattr(config, "encoder", None) is not None:
+        raise ExportError(f"a U-Net with a {config.encoder} encoder cannot be exported to bioimage.io by this "
+                          "version: export an original U-Net (or run the encoder model with biounet itself)")
     if arch != "unet":
         raise ExportError(f"a network of architecture {arch!r} cannot be exported to bioimage.io")
     from biounet.model import unet_arch

@@ -108,3 +108,18 @@ def test_cross_fit_chooses_the_checkpoint_too(fields, tiny_model, tmp_path):
     assert r.returncode == 2 and "--cross-fit" in r.output
     r = cli("tune", "--model", "nuclei", "--images", fields / "images", "--labels", fields / "labels")
     assert r.returncode == 2 and "--out" in r.output and "--cross-fit" in r.output
+
+
+def test_encoder_model_is_tuned_and_evaluated(fields, tiny_encoder_model, tmp_path):
+    out = tmp_path / "tuned.pt"
+    r = cli("tune", "--model", tiny_encoder_model, "--images", fields / "images", "--labels", fields / "labels",
+            "--out", out, "--device", "cpu")
+    assert r.returncode == 0, r.output
+    net, spec = load_model(out)
+    assert spec.unet == load_model(tiny_encoder_model)[1].unet and spec.unet.encoder == "resnet18"
+    r = cli("evaluate", "--labels", fields / "labels", "--images", fields / "images", "--model", out,
+            "--device", "cpu", "--csv", tmp_path / "scores.csv")
+    assert r.returncode == 0, r.output
+    summary = evaluate(fields / "labels", model=out, images_dir=fields / "images", device="cpu").summary
+    assert summary["average_f1"] == pytest.approx(spec.provenance["postprocess_tuned_on"]["average_f1"])
+    assert "ALL (3)" in r.output

@@ -7,7 +7,6 @@ import sys
 import time
 
 import pytest
-import tifffile
 import zarr
 
 from biounet.segment import segment
@@ -18,15 +17,6 @@ from tests.conftest import assert_same_output, done_blocks
 def cli(*args, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "biounet.cli", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def slide(tmp_path_factory, shared_data):
-    # A real nuclei image: 520 x 696 px, 5 x 6 blocks of 128 px.
-    image = tifffile.imread(sorted((shared_data / "bbbc039" / "train" / "images").glob("*.tif"))[0])
-    path = tmp_path_factory.mktemp("resume") / "nuclei.tif"
-    tifffile.imwrite(path, image, tile=(128, 128))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -184,3 +184,59 @@ def test_normalize_over_option(crops, tmp_path):
     assert load_model(out)[1].normalization["over"] == "folder"  # so `evaluate` normalises as in training
     r = cli("train", "--resume", checkpoint_path(out), "--normalize-over", "image", "--quiet")
     assert r.returncode == 2 and "another run" in r.output and "normalization" in r.output
+
+
+def _encoder_config(crops: Path, out: Path, iterations: int, **options) -> TrainConfig:
+    return TrainConfig(
+        images=crops / "train/images", labels=crops / "train/labels", out=out, target="3class", encoder="resnet18",
+        width=4, iterations=iterations, batch_size=2, tile=128, val_every=2, workers=0, seed=3, progress=False,
+        device="cpu", **options,
+    )
+
+
+def test_encoder_starts_from_local_weights(crops, tmp_path):
+    from tests.model.test_encoders import checkpoint_like, torchvision_resnet_keys
+    from biounet.model.encoders import build_encoder
+
+    state = checkpoint_like(torchvision_resnet_keys((2, 2, 2, 2), False), build_encoder("resnet18", 3))
+    torch.save(state, tmp_path / "resnet18.pth")
+    path = train(_encoder_config(crops, tmp_path / "e.pt", 0, encoder_weights=tmp_path / "resnet18.pth"))
+    net, spec = load_model(path)
+    assert (spec.unet.encoder, spec.unet.depth, spec.unet.padding, spec.unet.batch_norm) == ("resnet18", 6, "same", True)
+    assert torch.equal(net.encoder.conv1.weight, state["conv1.weight"].sum(1, keepdim=True))  # RGB -> 1 channel
+    assert torch.equal(net.encoder.layer3[1].bn2.running_mean, state["layer3.1.bn2.running_mean"])
+    assert spec.provenance["encoder_weights"]["path"].endswith("resnet18.pth")
+    assert len(spec.provenance["encoder_weights"]["sha256"]) == 64
+    torch.manual_seed(0)
+    random_init = train(_encoder_config(crops, tmp_path / "r.pt", 0))
+    assert not torch.equal(load_model(random_init)[0].encoder.conv1.weight, net.encoder.conv1.weight)
+
+
+def test_encoder_resume_is_exact_and_learns_on_whole_patches(crops, tmp_path):
+    train(_encoder_config(crops, tmp_path / "a.pt", 4))
+    train(_encoder_config(crops, tmp_path / "b.pt", 2))
+    train(config_from_checkpoint(checkpoint_path(tmp_path / "b.pt"), iterations=4, progress=False))
+    a = read_checkpoint(checkpoint_path(tmp_path / "a.pt"))
+    b = read_checkpoint(checkpoint_path(tmp_path / "b.pt"))
+    assert a["iteration"] == b["iteration"] == 4
+    assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    for key, value in a["model"].items():  # batch-norm statistics included
+        assert torch.equal(value, b["model"][key]), key
+    _, spec = load_model(tmp_path / "a.pt")
+    assert spec.provenance["train_tile"] == 128 and spec.unet.context == spec.unet.geometry().margin
+
+
+def test_time_budget_stops_and_keeps_the_best(crops, tmp_path):
+    config = _encoder_config(crops, tmp_path / "t.pt", 10_000, time_budget=1.0, val_images=crops / "val/images",
+                             val_labels=crops / "val/labels")
+    config.val_every = 1000
+    path = train(config)
+    rows = list(csv.DictReader(open(log_paths(path)[0])))
+    assert 1 <= len(rows) < 100
+    assert float(rows[-1]["cpu_seconds"]) >= 1.0 > float(rows[-2]["cpu_seconds"]) if len(rows) > 1 else True
+    assert rows[-1]["val_average_f1"]  # validated where it stopped
+    _, spec = load_model(path)
+    assert spec.provenance["iterations"] == len(rows) and spec.provenance["time_budget"] == 1.0
+    assert read_checkpoint(checkpoint_path(path))["iteration"] == len(rows)
+    r = cli("train", "--resume", checkpoint_path(path), "--quiet")  # the budget is spent: nothing more
+    assert r.returncode == 0 and read_checkpoint(checkpoint_path(path))["iteration"] == len(rows)

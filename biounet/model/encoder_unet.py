@@ -1,0 +1,100 @@
+"""U-Net with an ImageNet-style encoder (ResNet, EfficientNet) and a U-Net decoder.
+
+The layout of segmentation-models-pytorch's `Unet`: the encoder's features at
+strides 2..32; per decoder stage a 2x nearest-neighbour upsampling, the
+encoder feature of that stride concatenated, and two 3x3 convolutions with
+batch norm and ReLU; decoder widths 16w, 8w, 4w, 2w, w (w = `width`; 16 gives
+smp's 256, 128, 64, 32, 16); a 3x3 convolution to the outputs. Every
+convolution is same-padded, so the network predicts the whole tile; the tiled
+engine keeps each tile's centre, `context` pixels in from every side, with
+tiles on multiples of 32 (five stride-2 stages: depth 6 in biounet's terms).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from biounet.model.encoders import STRIDE, build_encoder, check_encoder
+from biounet.model.unet import UNet, UNetConfig
+
+DEPTH = 6  # resolution levels: full size and strides 2, 4, 8, 16, 32
+# Context margin per tile side: the smallest margin whose stitched class maps equal a
+# whole-image pass on the BBBC039 val images measured (benchmarks/encoder_margin.py,
+# MODEL_CARD.md): 192 px for the ResNet-18 and ResNet-34 U-Nets trained there.
+DEFAULT_CONTEXT = 192
+
+
+def check_config(config: UNetConfig) -> None:
+    """Raise ValueError unless `config` describes an encoder U-Net biounet builds."""
+    check_encoder(config.encoder)
+    if config.padding != "same" or config.depth != DEPTH:
+        raise ValueError(f"an encoder U-Net has same padding and depth {DEPTH} (strides up to {STRIDE}), "
+                         f"not {config.padding} padding and depth {config.depth}")
+
+
+def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class EncoderUNet(nn.Module):
+    """Encoder (`config.encoder`) plus U-Net decoder; returns raw scores like `UNet`."""
+
+    predict = UNet.predict
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        check_config(config)
+        self.config = config
+        self.geometry = config.geometry()
+        self.encoder = build_encoder(config.encoder, config.in_channels)
+        skips = self.encoder.channels  # strides 2, 4, 8, 16, 32
+        widths = [config.width * 2**k for k in range(4, -1, -1)]  # strides 16, 8, 4, 2, 1
+        self.decoder = nn.ModuleList()
+        cin = skips[-1]
+        for i, w in enumerate(widths):
+            skip = skips[-2 - i] if i < len(skips) - 1 else 0  # full resolution: no encoder feature
+            self.decoder.append(nn.Sequential(_conv_bn_relu(cin + skip, w), _conv_bn_relu(w, w)))
+            cin = w
+        self.head = nn.Conv2d(widths[-1], config.out_channels, 3, padding=1)
+        for m in self.decoder.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(x)
+        x = features[-1]
+        for i, block in enumerate(self.decoder):
+            x = F.interpolate(x, scale_factor=2, mode="nearest")
+            if i < len(features) - 1:
+                x = torch.cat([x, features[-2 - i]], dim=1)
+            x = block(x)
+        return self.head(x)
+
+
+def activation_floats(config: UNetConfig) -> float:
+    """Floats per input pixel alive at the peak of a forward pass (inference): the encoder
+    features kept for the decoder, plus the two largest layer outputs."""
+    return _activation_floats(config.encoder, config.in_channels, config.width, config.out_channels)
+
+
+@lru_cache(maxsize=None)
+def _activation_floats(encoder: str, in_channels: int, width: int, out_channels: int) -> float:
+    config = UNetConfig(in_channels=in_channels, out_channels=out_channels, depth=DEPTH, width=width,
+                        padding="same", batch_norm=True, encoder=encoder)
+    side = 4 * STRIDE
+    with torch.device("meta"):
+        net = EncoderUNet(config).eval()
+        sizes: list[int] = []
+        hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out.numel()))
+                 for m in net.modules() if not any(m.children())]
+        with torch.no_grad():
+            kept = sum(f.numel() for f in net.encoder(torch.empty(1, in_channels, side, side)))
+            net(torch.empty(1, in_channels, side, side))
+        for hook in hooks:
+            hook.remove()
+    top = sorted(sizes)[-2:]
+    return (kept + sum(top)) / side**2
