@@ -8,6 +8,8 @@ smp's 256, 128, 64, 32, 16); a 3x3 convolution to the outputs. Every
 convolution is same-padded, so the network predicts the whole tile; the tiled
 engine keeps each tile's centre, `context` pixels in from every side, with
 tiles on multiples of 32 (five stride-2 stages: depth 6 in biounet's terms).
+The layers and forward pass live in `encoder_arch`, which imports only torch
+(and `encoders`), so a bioimage.io package can carry them.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from functools import lru_cache
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from biounet.model.encoders import STRIDE, build_encoder, check_encoder
+from biounet.model.encoder_arch import EncoderUNetArch
+from biounet.model.encoders import STRIDE, check_encoder
 from biounet.model.unet import UNet, UNetConfig
 
 DEPTH = 6  # resolution levels: full size and strides 2, 4, 8, 16, 32
@@ -36,43 +38,19 @@ def check_config(config: UNetConfig) -> None:
                          f"not {config.padding} padding and depth {config.depth}")
 
 
-def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-
-class EncoderUNet(nn.Module):
+class EncoderUNet(EncoderUNetArch):
     """Encoder (`config.encoder`) plus U-Net decoder; returns raw scores like `UNet`."""
 
     predict = UNet.predict
 
     def __init__(self, config: UNetConfig) -> None:
-        super().__init__()
         check_config(config)
+        super().__init__(config.encoder, config.in_channels, config.out_channels, config.width)
         self.config = config
         self.geometry = config.geometry()
-        self.encoder = build_encoder(config.encoder, config.in_channels)
-        skips = self.encoder.channels  # strides 2, 4, 8, 16, 32
-        widths = [config.width * 2**k for k in range(4, -1, -1)]  # strides 16, 8, 4, 2, 1
-        self.decoder = nn.ModuleList()
-        cin = skips[-1]
-        for i, w in enumerate(widths):
-            skip = skips[-2 - i] if i < len(skips) - 1 else 0  # full resolution: no encoder feature
-            self.decoder.append(nn.Sequential(_conv_bn_relu(cin + skip, w), _conv_bn_relu(w, w)))
-            cin = w
-        self.head = nn.Conv2d(widths[-1], config.out_channels, 3, padding=1)
         for m in self.decoder.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.encoder(x)
-        x = features[-1]
-        for i, block in enumerate(self.decoder):
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-            if i < len(features) - 1:
-                x = torch.cat([x, features[-2 - i]], dim=1)
-            x = block(x)
-        return self.head(x)
 
 
 def activation_floats(config: UNetConfig) -> float:

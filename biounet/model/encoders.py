@@ -127,10 +127,14 @@ class ResNetEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.relu(self.bn1(self.conv1(x)))
         features = [x]
-        x = self.maxpool(x)
-        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
-            x = layer(x)
-            features.append(x)
+        x = self.layer1(self.maxpool(x))  # one by one: torch.jit.script iterates no tuple of modules
+        features.append(x)
+        x = self.layer2(x)
+        features.append(x)
+        x = self.layer3(x)
+        features.append(x)
+        x = self.layer4(x)
+        features.append(x)
         return features
 
 
@@ -223,6 +227,7 @@ class EfficientNetEncoder(nn.Module):
                 cin = cout
             stages.append(nn.Sequential(*blocks))
         self.blocks = nn.Sequential(*stages)
+        self.feature_stages = list(FEATURE_STAGES)  # an attribute, for torch.jit.script
         self.channels = tuple(stages[i][-1].bn2.num_features if isinstance(stages[i][-1], DepthwiseSeparable)
                               else stages[i][-1].bn3.num_features for i in FEATURE_STAGES)
         for m in self.modules():
@@ -237,10 +242,8 @@ class EfficientNetEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.act1(self.bn1(self.conv_stem(x)))
         features = []
-        for i, stage in enumerate(self.blocks):
+        for i, stage in enumerate(self.blocks):  # the last stage is the last feature's
             x = stage(x)
-            if i in FEATURE_STAGES:
+            if i in self.feature_stages:
                 features.append(x)
-            if i == FEATURE_STAGES[-1]:
-                break
         return features

@@ -169,8 +169,6 @@ def _write_files(folder: Path, net, spec: ModelSpec, arch: Architecture, test: t
     crop as stored, its image's path)."""
     import tifffile
 
-    from biounet.model.unet_arch import UNetArch
-
     raw, crop, image_path = test
     files = {
         "architecture": folder / arch.file_name, "state_dict": folder / "weights.pt",
@@ -182,7 +180,7 @@ def _write_files(folder: Path, net, spec: ModelSpec, arch: Architecture, test: t
     files["architecture"].write_text(arch.source)
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     torch.save(state, files["state_dict"])
-    module = UNetArch(**arch.kwargs)
+    module = arch.network(**arch.kwargs)
     module.load_state_dict(state)
     torch.jit.script(module.eval()).save(str(files["torchscript"]))
     np.save(files["test_input"], raw)
@@ -229,7 +227,8 @@ def _documentation(spec: ModelSpec, model: Path, shipped: bool, given: str | Pat
         return card.read_text()
     unet = spec.unet
     lines = [f"# {model.stem}", "",
-             f"A biounet U-Net (depth {unet.depth}, width {unet.width}, {unet.padding} convolutions, "
+             f"A biounet U-Net ({f'{unet.encoder} encoder, ' if unet.encoder else ''}"
+             f"depth {unet.depth}, width {unet.width}, {unet.padding} convolutions, "
              f"{unet.in_channels} input channel(s)), target `{spec.target}`, outputs: {', '.join(spec.classes)}.",
              "", f"Post-processing (biounet): `{json.dumps(spec.postprocess)}`.", "",
              f"Normalisation: `{json.dumps(spec.normalization)}`.", "", "## Provenance", "", "```",
@@ -341,7 +340,9 @@ def _description(spec: ModelSpec, arch: Architecture, files: dict[str, Path], pr
             documentation=FileDescr(source=files["data_documentation"]),
         )
     shape = "x".join(map(str, expected.shape[-2:]))
-    description = (f"U-Net ({unet.padding} convolutions, depth {unet.depth}, width {unet.width}) trained with "
+    network = f"U-Net with a {unet.encoder} encoder (decoder width {unet.width})" if unet.encoder else \
+        f"U-Net ({unet.padding} convolutions, depth {unet.depth}, width {unet.width})"
+    description = (f"{network} trained with "
                    f"biounet: {', '.join(out_names)} ({spec.target} target); valid inputs "
                    f"{arch.min} + {arch.step}k px, output = input {arch.offset:+d} px. "
                    f"Test tensors: a crop of a real image, {shape} px out.")

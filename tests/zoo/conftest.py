@@ -46,9 +46,29 @@ def package(tmp_path_factory, offline) -> Path:
 @pytest.fixture(scope="package")
 def unpacked(package, tmp_path_factory) -> Path:
     """The package unpacked into a folder."""
+    return unpack(package, tmp_path_factory.mktemp("unpacked"))
+
+
+@pytest.fixture(scope="package")
+def encoder_package(tiny_encoder_model, tmp_path_factory, offline) -> Path:
+    """The tiny random ResNet-18 U-Net (64 px of context) exported, its test input a
+    160 x 192 px crop of a BBBC039 field (small: bioimageio.core's model test is quick)."""
+    import tifffile
+
+    folder = tmp_path_factory.mktemp("encoder-zoo")
+    crop = folder / "crop.tif"
+    tifffile.imwrite(crop, tifffile.imread(sorted(SAMPLE_IMAGES.glob("*.tif"))[0])[180:340, 250:442])
+    out = folder / "resnet18.zip"
+    result = invoke("export", tiny_encoder_model, "-o", out, "--test-image", crop)
+    assert result.returncode == 0, result.output
+    assert "bioimage.io model (valid-format), test input 1x1x160x192, test output 1x3x160x192" in result.output
+    return out
+
+
+def unpack(package: Path, folder: Path) -> Path:
+    """`package` unpacked into `folder`."""
     import zipfile
 
-    folder = tmp_path_factory.mktemp("unpacked")
     with zipfile.ZipFile(package) as zf:
         zf.extractall(folder)
     return folder

@@ -12,10 +12,13 @@ import torch
 
 from biounet.model.file import default_model_path, load_model
 from tests.conftest import invoke
-from tests.zoo.conftest import SAMPLE_IMAGES
+from tests.zoo.conftest import SAMPLE_IMAGES, unpack
+
+NO_GITHUB_USER = "Missing `maintainers` or any author in `authors` with a specified `github_user` name."
 
 
-def test_package_is_valid_bioimageio(package):
+def valid_description(package: Path):
+    """bioimageio.spec's description of `package`, checked valid (format 0.5, no errors)."""
     from bioimageio.spec import load_description
 
     descr = load_description(str(package), perform_io_checks=True)
@@ -23,10 +26,16 @@ def test_package_is_valid_bioimageio(package):
     assert summary.status == "valid-format", summary.format()
     assert not [e for d in summary.details for e in d.errors]
     # The only warnings: the inline BBBC039 description has no source URL (a URL would be
-    # checked over the network), and bioimageio.spec tries it as an older dataset format.
-    warned = {w.loc[0] for d in summary.details for w in d.warnings}
-    assert warned <= {"training_data"}, summary.format()
+    # checked over the network), and bioimageio.spec tries it as an older dataset format;
+    # without training data, that no author names a GitHub user (`--author` takes names only).
+    warned = {w.loc[0] if w.loc else w.msg for d in summary.details for w in d.warnings}
+    assert warned <= {"training_data", NO_GITHUB_USER}, summary.format()
     assert str(descr.format_version).startswith("0.5")
+    return descr
+
+
+def test_package_is_valid_bioimageio(package):
+    descr = valid_description(package)
     assert descr.license == "BSD-3-Clause" and descr.training_data.license == "CC0-1.0"
     assert {c.doi for c in descr.cite} == {"10.1007/978-3-319-24574-4_28", "10.1002/cyto.a.23863"}
     axes = {str(a.id): a for a in descr.inputs[0].axes}
@@ -41,15 +50,17 @@ def test_package_is_valid_bioimageio(package):
 
 
 @pytest.mark.parametrize("weight_format", ["pytorch_state_dict", "torchscript"])
-def test_bioimageio_core_reproduces_test_outputs(package, weight_format, one_thread):
+@pytest.mark.parametrize("which", ["package", "encoder_package"])
+def test_bioimageio_core_reproduces_test_outputs(which, weight_format, one_thread, request):
     from bioimageio.core import test_model
 
-    summary = test_model(package, weight_format=weight_format, devices=["cpu"])
+    summary = test_model(request.getfixturevalue(which), weight_format=weight_format, devices=["cpu"])
     failed = [(d.name, [e.msg for e in d.errors]) for d in summary.details if d.status == "failed"]
     assert summary.status == "passed", failed
     names = [d.name for d in summary.details]
     assert f"Reproduce test outputs from test inputs ({weight_format})" in names
-    assert sum(n.startswith(f"Run {weight_format} inference") for n in names) == 6  # sizes 188, 204, 220; batch 1, 2
+    # sizes min, min + step, min + 2 step (188, 204, 220; encoder: 160, 192, 224); batch 1, 2
+    assert sum(n.startswith(f"Run {weight_format} inference") for n in names) == 6
 
 
 def test_test_tensors_are_a_real_image(unpacked):
@@ -64,23 +75,47 @@ def test_test_tensors_are_a_real_image(unpacked):
 
 
 def test_architecture_is_biounets_network(package, unpacked):
-    """The package's pytorch_state_dict network, as bioimageio.core builds it from the package
-    alone, and its torchscript give biounet's network's output bit for bit."""
-    from bioimageio.core.backends.pytorch_backend import load_torch_model
-    from bioimageio.spec import load_model_description
-
+    """The shipped model's architecture file is biounet's `unet_arch.py` as it is."""
     source = Path(__file__).resolve().parents[2] / "biounet" / "model" / "unet_arch.py"
     assert (unpacked / "unet_arch.py").read_text() == source.read_text()
     assert "biounet" not in "".join(l for l in source.read_text().splitlines() if l.startswith(("import", "from")))
+    assert_networks_equal(package, unpacked, default_model_path(), torch.rand(2, 1, 220, 204))
+
+
+def assert_networks_equal(package: Path, unpacked: Path, model: Path, x: torch.Tensor) -> None:
+    """The package's pytorch_state_dict network, as bioimageio.core builds it from the
+    package alone, and its torchscript give the model file's network's output on `x` bit for bit."""
+    from bioimageio.core.backends.pytorch_backend import load_torch_model
+    from bioimageio.spec import load_model_description
+
     descr = load_model_description(str(package), perform_io_checks=False)
     rebuilt = load_torch_model(descr.weights.pytorch_state_dict, devices=["cpu"]).eval()
     scripted = torch.jit.load(str(unpacked / "weights_torchscript.pt")).eval()
-    net, _ = load_model(default_model_path())
-    x = torch.rand(2, 1, 220, 204)
+    net, _ = load_model(model)
     with torch.no_grad():
         expected = net(x)
         assert torch.equal(rebuilt(x), expected)
         assert torch.equal(scripted(x), expected)
+
+
+def test_encoder_unet_package(encoder_package, tiny_encoder_model, tmp_path):
+    """An encoder U-Net: one architecture file importing only torch (and math), sizes
+    160 + 32k (multiples of 32 above twice the 64 px context), output = input with the
+    context as halo; bioimageio.core's network and the torchscript are biounet's."""
+    descr = valid_description(encoder_package)
+    axes = {str(a.id): a for a in descr.inputs[0].axes}
+    out = {str(a.id): a for a in descr.outputs[0].axes}
+    assert (axes["y"].size.min, axes["y"].size.step) == (160, 32)
+    assert (out["x"].size.offset, out["x"].halo) == (0, 64)
+    arch = descr.weights.pytorch_state_dict.architecture
+    assert (str(arch.callable), arch.kwargs) == ("EncoderUNetArch", {"encoder": "resnet18", "in_channels": 1,
+                                                                     "out_channels": 3, "width": 4})
+    unpacked = unpack(encoder_package, tmp_path)
+    source = (unpacked / "encoder_unet_arch.py").read_text()
+    imports = {line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))}
+    assert imports == {"__future__", "math", "torch", "torch.nn"}
+    assert source.count("from __future__") == 1 and "class EncoderUNetArch" in source
+    assert_networks_equal(encoder_package, unpacked, tiny_encoder_model, torch.rand(2, 1, 192, 160))
 
 
 def test_same_padded_network_has_a_halo(tmp_path):

@@ -20,8 +20,8 @@ from tests.zoo.conftest import SAMPLE_IMAGES
 FIELD = sorted(SAMPLE_IMAGES.glob("*.tif"))[1]  # not the field the test tensors come from
 
 
-def run(model, out: Path, **options) -> Path:
-    segment(FIELD, out, model=model, tile=380, block=256, device="cpu", save_probabilities="float16",
+def run(model, out: Path, tile: int = 380, image: Path = FIELD, **options) -> Path:
+    segment(image, out, model=model, tile=tile, block=256, device="cpu", save_probabilities="float16",
             progress=False, **options)
     return out
 
@@ -35,6 +35,25 @@ def test_round_trip_segment_is_exact(package, unpacked, tmp_path, one_thread):
     assert arrays["labels/instances/0"].max() > 50  # a real field: its nuclei
     assert_same_output(reference, run(package, tmp_path / "zip.ome.zarr"))
     assert_same_output(reference, run(unpacked / "rdf.yaml", tmp_path / "ts.ome.zarr", weights="torchscript"))
+
+
+def test_encoder_round_trip_segment_is_exact(tiny_encoder_model, encoder_package, tmp_path, one_thread):
+    """An encoder U-Net's package (64 px of context as the output's halo: biounet's margin)
+    segments a 300 x 400 px crop of the field as its model file does (tiles of 192 px, 3 x 4
+    a block), with both weight formats."""
+    import tifffile
+
+    from biounet.zoo.load import package_spec
+
+    sizes = package_spec(encoder_package).unet.extra["sizes"]
+    assert (sizes["min"], sizes["step"], sizes["margin"]) == (160, 32, 64)
+    image = tmp_path / "crop.tif"
+    tifffile.imwrite(image, tifffile.imread(FIELD)[100:400, 150:550])
+    options = {"tile": 192, "image": image}
+    reference = run(tiny_encoder_model, tmp_path / "pt.ome.zarr", **options)
+    assert zarr_arrays(reference)["labels/instances/0"].max() > 0
+    assert_same_output(reference, run(encoder_package, tmp_path / "zip.ome.zarr", **options))
+    assert_same_output(reference, run(encoder_package, tmp_path / "ts.ome.zarr", weights="torchscript", **options))
 
 
 def test_info_describes_a_package(unpacked):
