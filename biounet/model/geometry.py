@@ -9,6 +9,7 @@ biounet U-Net (a bioimage.io package) states its rule instead (`SizeRule`).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 
@@ -16,7 +17,7 @@ class TileSizeError(ValueError):
     """An input tile size the network cannot take."""
 
 
-class TileSizes:
+class TileSizes(ABC):
     """What every tile geometry answers from its smallest valid input (`min_input`), the
     step between valid sizes (`align`, also the shift period: tiles start on multiples of
     it), the context lost on each side (`margin`) and `is_valid`."""
@@ -25,12 +26,13 @@ class TileSizes:
     align: int
     margin: int
 
+    @abstractmethod
     def is_valid(self, size: int) -> bool:
-        raise NotImplementedError
+        """Whether `size` is a valid input size."""
 
+    @abstractmethod
     def describe(self) -> str:
         """What the network is, for messages ("a depth-5 valid U-Net")."""
-        raise NotImplementedError
 
     def sizes_text(self) -> str:
         """The valid input sizes, for messages: "188 + 16k"."""
