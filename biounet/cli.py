@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from biounet import __version__
+from biounet.predict.tta import TTA_MODES  # torch-free
 
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
@@ -41,6 +42,8 @@ USER_ERRORS = {
     "biounet.model.pretrained.EncoderWeightsError": EXIT_USAGE,
 }
 
+TTA_HELP = ("Test-time augmentation: the network's output averaged over flipped tiles (flips: 4 runs) or "
+            "flipped and transposed ones (d4: 8 runs, as the U-Net paper's rotations).")
 MODEL_HELP = ("a shipped model's name (nuclei, membranes), a model file or a bioimage.io package (.zip, rdf.yaml "
               "or its folder); a path wins over a name")
 
@@ -162,6 +165,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="The network's arithmetic: auto = bf16 on GPUs that have it, else fp16 on GPUs, fp32 on the CPU.")
 @click.option("--compile", "compile_net", is_flag=True, help="torch.compile the network (seconds of start-up).")
+@click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True, help=TTA_HELP)
 @click.option("--channel", multiple=True, help="Input channel(s) for the model, by index or name (repeatable).")
 @click.option("--level", type=int, default=0, show_default=True, help="Pyramid level of the input to segment.")
 @click.option("--axes", help="Axis order of an input without metadata, e.g. zyx or yxc.")
@@ -179,7 +183,7 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--cluster", type=click.Choice(["local", "slurm", "pbs", "lsf"]), help="Start a Dask cluster with --workers workers (jobs).")
 @click.option("--qc-png", type=click.Path(path_type=Path), help="Write an overlay thumbnail (image + instance outlines).")
 def segment(inputs: tuple[Path, ...], output, output_dir, model, weights, tile, block, device, workers, precision, compile_net,
-            channel, level, axes, memory_limit, save_probabilities, ngff, no_image, overwrite, quiet, no_progress, part,
+            tta, channel, level, axes, memory_limit, save_probabilities, ngff, no_image, overwrite, quiet, no_progress, part,
             finalize, scheduler, cluster, qc_png) -> None:
     """Segment each INPUT (TIFF, OME-TIFF, zarr, OME-Zarr) into an OME-Zarr for napari.
 
@@ -203,7 +207,7 @@ def segment(inputs: tuple[Path, ...], output, output_dir, model, weights, tile, 
     for input, out in zip(inputs, outputs):
         result = run(
             input, out, model=model, tile=tile, block=block, device=device, workers=workers, precision=precision,
-            compile=compile_net, weights=weights, channel=list(channel) or None, overwrite=overwrite, save_probabilities=save_probabilities,
+            compile=compile_net, weights=weights, tta=tta, channel=list(channel) or None, overwrite=overwrite, save_probabilities=save_probabilities,
             ngff=ngff, level=level, axes=axes, memory_limit=memory_limit, write_image=not no_image,
             progress=not (quiet or no_progress), part=_parse_part(part), finalize=finalize, scheduler=scheduler,
             cluster=cluster, qc_png=qc_png, log=None if quiet else say,
@@ -590,14 +594,17 @@ def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over,
 @click.option("--normalize-over", type=click.Choice(NORMALIZE_SCOPES),
               help="Normalisation statistics for --model: of each image, or of all images taken together "
               "(default: as the model was trained).")
+@click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True, help=TTA_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def evaluate(labels: Path, pred, model, weights, images, csv_path, membrane, ignore, channel, tile, normalize_over,
-             device) -> None:
+             tta, device) -> None:
     """Score segmentations (--pred) or a model run on --images (default: the shipped model) against --labels."""
     if pred is not None and (model is not None or images is not None):
         raise click.UsageError("pass either --pred DIR or --images DIR (with --model, or the shipped model)")
     if pred is None and images is None:
         raise click.UsageError("pass --pred DIR (predictions) or --images DIR (to run --model, or the shipped model)")
+    if pred is not None and tta != "none":
+        raise click.UsageError("--tta applies to a model run on --images, not to --pred segmentations")
     from biounet.evaluate.run import evaluate as run
 
     if pred is None:
@@ -606,7 +613,7 @@ def evaluate(labels: Path, pred, model, weights, images, csv_path, membrane, ign
         model = resolve_model(model)
     table = run(labels, pred_dir=pred, model=model, images_dir=images, membrane=membrane, ignore=ignore,
                 device=device, channels=list(channel) or None, tile=tile, normalize_over=normalize_over,
-                weights=weights)
+                weights=weights, tta=tta)
     click.echo(table.format())
     if csv_path is not None:
         click.echo(f"wrote {table.to_csv(csv_path)}")
@@ -628,9 +635,10 @@ def evaluate(labels: Path, pred, model, weights, images, csv_path, membrane, ign
 @click.option("--channel", type=int, multiple=True, help="Input channel index (repeat for several).")
 @click.option("--tile", type=int, help="Input tile size (default: automatic).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True, help=TTA_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def tune(models: tuple[str, ...], images: Path, labels: Path, out: Path | None, cross_fit: bool, normalize_over,
-         channel, tile, overwrite, device) -> None:
+         channel, tile, overwrite, tta, device) -> None:
     """Choose the post-processing (smallest object, seed growth, threshold) with the best average F1.
 
     --cross-fit reports the honest figure instead (tuned on one half of the images, scored on the other, and
@@ -651,7 +659,7 @@ def tune(models: tuple[str, ...], images: Path, labels: Path, out: Path | None, 
         raise click.UsageError(f"{out} exists: choose another --out" + ("" if out.resolve() in inputs
                                                                         else " or pass --overwrite"))
     started = time.perf_counter()
-    options = dict(device=device, channels=list(channel) or None, tile=tile, normalize_over=normalize_over)
+    options = dict(device=device, channels=list(channel) or None, tile=tile, normalize_over=normalize_over, tta=tta)
     if cross_fit:
         result = tune_cross_fit(paths, images, labels, out, **options)
         click.echo(format_cross_fit(result))

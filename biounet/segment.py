@@ -64,6 +64,7 @@ def segment(
     precision: str = "auto",
     compile: bool = False,
     weights: str | None = None,
+    tta: str = "none",
     progress: bool | Callable[[int, int], None] = True,
     part: tuple[int, int] | None = None,
     finalize: bool = False,
@@ -83,7 +84,8 @@ def segment(
     "lsf") run the tasks on Dask workers.
 
     `model` is a model file or a shipped model's name ("nuclei", the default, or "membranes"; see
-    `biounet.models`). `input` may also be an in-memory numpy or dask array (`axes` names its axes).
+    `biounet.models`). `tta` ("none", "flips", "d4") averages the network over flipped and
+    transposed tiles (`biounet.predict.tta`: 4 or 8 times the network's work). `input` may also be an in-memory numpy or dask array (`axes` names its axes).
     `progress` is a bar (True), nothing (False) or a callable, called as
     progress(done, total) in blocks (each block's share of all the run's tasks).
     Setting the event `cancel` stops the run after the tasks under way with
@@ -113,7 +115,7 @@ def segment(
         input, output, model=model, tile=tile, block=block, device=device, channel=channel,
         save_probabilities=save_probabilities, ngff=ngff, level=level, axes=axes,
         memory_limit=memory_limit, write_image=write_image, precision=precision, compile=compile, workers=workers,
-        weights=weights,
+        weights=weights, tta=tta,
     )
     folder_run, record = _existing(run) if finalize else _open_output(run, overwrite, shared=part is not None)
     run = folder_run
@@ -304,8 +306,10 @@ def _wait_for_record(folder, timeout: float = 600.0, poll: float = 0.5) -> dict:
 
 
 def _compare(record: dict, wanted: dict) -> list[str]:
-    """Names of the result-determining parameters that differ."""
-    return sorted(k for k in wanted if record.get("params", {}).get(k) != wanted[k])
+    """Names of the result-determining parameters that differ (also those set on one side
+    only, such as `tta`, recorded only when used)."""
+    recorded = record.get("params", {})
+    return sorted(k for k in set(wanted) | set(recorded) if recorded.get(k) != wanted.get(k))
 
 
 def _with_record(run: Run, record: dict) -> Run:

@@ -211,27 +211,29 @@ def model_outputs(net: UNet, spec: ModelSpec, images: dict[str, Path], shapes: d
         yield name, predict_array(net, spec, image, tile=tile, stats=stats)
 
 
-def load_prepared(model: str | os.PathLike, device: str = "auto", weights: str | None = None) -> tuple[UNet, ModelSpec]:
-    """A model file's (or bioimage.io package's) network, ready for inference on `device`,
-    and its spec."""
+def load_prepared(model: str | os.PathLike, device: str = "auto", weights: str | None = None,
+                  tta: str = "none") -> tuple[UNet, ModelSpec]:
+    """A model file's (or bioimage.io package's) network, ready for inference on `device`
+    (with test-time augmentation `tta`, `biounet.predict.tta`), and its spec."""
     from biounet.model.file import load_model
     from biounet.predict.device import prepare, resolve_device
 
     net, spec = load_model(model, weights)
-    return prepare(net, resolve_device(device)), spec
+    return prepare(net, resolve_device(device), tta=tta), spec
 
 
 def evaluate(labels_dir: str | os.PathLike, pred_dir: str | os.PathLike | None = None,
              model: str | os.PathLike | None = None, images_dir: str | os.PathLike | None = None, *,
              membrane: bool | None = None, ignore: int | None = None, device: str = "auto",
              channels: Sequence[int] | None = None, tile: int | None = None,
-             normalize_over: str | None = None, weights: str | None = None) -> EvaluationTable:
+             normalize_over: str | None = None, weights: str | None = None, tta: str = "none") -> EvaluationTable:
     """Score predictions (`pred_dir`) or a model run on `images_dir` against `labels_dir`.
 
     membrane: add pixel and Rand error (None: when every label image is a 0/1 mask).
     normalize_over: "image" or "folder" (statistics of all images taken
     together); None: as the model was trained. `model` may be a bioimage.io package
-    (`weights`: which of its weights).
+    (`weights`: which of its weights). `tta`: test-time augmentation of the model
+    (`biounet.predict.tta`).
     """
     if (pred_dir is None) == (model is None):
         raise DataError("pass either a predictions folder or a model (with an images folder)")
@@ -246,7 +248,7 @@ def evaluate(labels_dir: str | os.PathLike, pred_dir: str | os.PathLike | None =
     if model is None:
         predicted = ((name, read_labels(others[name]), None) for name in truth)
     else:
-        net, spec = load_prepared(model, device, weights)
+        net, spec = load_prepared(model, device, weights, tta)
         outputs = model_outputs(net, spec, others, {n: lab.shape for n, lab in truth.items()}, channels=channels,
                                 tile=tile, normalize_over=normalize_over)
         predicted = ((name, *prediction(output, spec)) for name, output in outputs)

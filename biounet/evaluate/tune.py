@@ -133,7 +133,7 @@ def cross_fit_grid(settings: Sequence[dict], scores: Sequence[Sequence[ImageScor
 
 def _examples(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: str | os.PathLike, *,
               device: str, channels: Sequence[int] | None, tile: int | None,
-              normalize_over: str | None) -> tuple[UNet, ModelSpec, str, dict, list[Example]]:
+              normalize_over: str | None, tta: str = "none") -> tuple[UNet, ModelSpec, str, dict, list[Example]]:
     """(network, spec, post-processing name, its current parameters, examples) of a model on a folder."""
     from biounet.zoo import is_package
 
@@ -142,7 +142,7 @@ def _examples(model: str | os.PathLike, images_dir: str | os.PathLike, labels_di
                         "model it was exported from")
     labels, images = matched_files(labels_dir, images_dir, "image")
     truth = {name: read_labels(path) for name, path in labels.items()}
-    net, spec = load_prepared(model, device)
+    net, spec = load_prepared(model, device, tta=tta)
     post = spec.postprocess or {"name": "components", "params": {}}
     if post["name"] not in GRIDS:
         raise DataError(f"no tuning grid for post-processing {post['name']!r}")
@@ -164,15 +164,16 @@ def _save_tuned(out: str | os.PathLike, net: UNet, spec: ModelSpec, post: str, p
 
 def tune(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: str | os.PathLike,
          out: str | os.PathLike, *, device: str = "auto", channels: Sequence[int] | None = None,
-         tile: int | None = None, normalize_over: str | None = None) -> tuple[dict, list[dict]]:
+         tile: int | None = None, normalize_over: str | None = None, tta: str = "none") -> tuple[dict, list[dict]]:
     """Write `model` with the post-processing that scores best on the images to `out`.
 
     Returns (chosen parameters, rows of every candidate). The images are
     normalised as `evaluate` does (`normalize_over`, then also stored in the
-    copy); the choice is recorded in the model's provenance.
+    copy); the choice is recorded in the model's provenance. `tta` is the test-time
+    augmentation to tune for (`biounet.predict.tta`; not stored in the copy).
     """
     net, spec, post, base, examples = _examples(model, images_dir, labels_dir, device=device, channels=channels,
-                                                tile=tile, normalize_over=normalize_over)
+                                                tile=tile, normalize_over=normalize_over, tta=tta)
     chosen, rows = choose(post, base, examples)
     _save_tuned(out, net, spec, post, chosen, images_dir, len(examples), max(r["average_f1"] for r in rows),
                 normalize_over)
@@ -182,7 +183,7 @@ def tune(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: st
 def tune_cross_fit(models: str | os.PathLike | Sequence[str | os.PathLike], images_dir: str | os.PathLike,
                    labels_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, device: str = "auto",
                    channels: Sequence[int] | None = None, tile: int | None = None,
-                   normalize_over: str | None = None) -> CrossFit:
+                   normalize_over: str | None = None, tta: str = "none") -> CrossFit:
     """Two-fold cross-fitted tuning on a validation folder (see `CrossFit` and `halves`).
 
     Several models (e.g. the snapshots of one run, `biounet train
@@ -193,6 +194,7 @@ def tune_cross_fit(models: str | os.PathLike | Sequence[str | os.PathLike], imag
     chosen on all the images (what `tune` writes) are written there too.
     Normalisation statistics are those `evaluate` takes (of the whole folder
     for a folder-normalised model): they come from the images, never from labels.
+    `tta`: the networks' test-time augmentation (`biounet.predict.tta`).
     """
     paths = [models] if isinstance(models, (str, os.PathLike)) else list(models)
     labels = [Path(p).name for p in paths]
@@ -201,7 +203,7 @@ def tune_cross_fit(models: str | os.PathLike | Sequence[str | os.PathLike], imag
     settings, scores, names, posts = [], [], None, []
     for i, path in enumerate(paths):
         _, spec, post, base, examples = _examples(path, images_dir, labels_dir, device=device, channels=channels,
-                                                  tile=tile, normalize_over=normalize_over)
+                                                  tile=tile, normalize_over=normalize_over, tta=tta)
         grid = candidates(post, base)
         scores += grid_scores(post, grid, examples)
         settings += [{"model": labels[i], **p} for p in grid] if len(paths) > 1 else grid

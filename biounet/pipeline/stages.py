@@ -139,7 +139,8 @@ class Resources:
                 from biounet.predict.device import prepare
 
                 net, _ = load_model(self.run.model, self.run.weights)
-                self._nets[key] = prepare(net, device, self.threads, self.run.precision, self.run.compile)
+                self._nets[key] = prepare(net, device, self.threads, self.run.precision, self.run.compile,
+                                          self.run.tta)
             return self._nets[key]
 
     @property

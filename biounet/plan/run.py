@@ -135,6 +135,7 @@ class Run:
     precision: str = "fp32"  # "fp32", "bf16" or "fp16" (autocast), resolved for the device
     compile: bool = False  # torch.compile the network
     weights: str | None = None  # which weights of a bioimage.io package (None: its first runnable)
+    tta: str = "none"  # test-time augmentation (biounet.predict.tta)
 
     @property
     def geometry(self) -> TileSizes:
@@ -172,11 +173,13 @@ def make_run(
     channel: list[str] | None = None, save_probabilities: str | None = None, ngff: str = "0.4", level: int = 0,
     axes: str | None = None, memory_limit: int | str = DEFAULT_MEMORY, write_image: bool = True,
     precision: str = "auto", compile: bool = False, workers: int = 1, weights: str | None = None,
+    tta: str = "none",
 ) -> Run:
     """Check every argument and resolve tile, batch, blocks, precision and arrays;
     touches no output."""
     from biounet.predict.device import resolve_devices
     from biounet.predict.gpu import PRECISIONS, choose_precision
+    from biounet.predict.tta import TTA_MODES
     from biounet.read.image import open_image
 
     input, output = Path(input), Path(output)
@@ -208,6 +211,8 @@ def make_run(
 
         capability = torch.cuda.get_device_capability(devices[0])
     precision = choose_precision(precision, devices[0].type, capability)
+    if tta not in TTA_MODES:
+        raise UsageError(f"--tta {tta!r}: use {', '.join(TTA_MODES)}")
     memory = parse_size(memory_limit)
     if output.resolve() == input.resolve() or input.resolve() in output.resolve().parents:
         raise UsageError("the output must not be the input or lie inside it")
@@ -241,13 +246,14 @@ def make_run(
         "channels": list(channels) if channels else None, "ngff": ngff,
         "probabilities": save_probabilities, "image": write_image, "biounet": __version__,
         "precision": precision, **({"weights": spec.unet.extra["weights"]} if "weights" in spec.unet.extra else {}),
+        **({"tta": tta} if tta != "none" else {}),
     }
     return Run(
         input=str(input), output=str(output), level=level, axes=axes, image_axes=image.axes,
         image_dtype=str(data.dtype), image_channels=image.size("c") if "c" in image.axes else 0,
         channels=channels, model=str(model_path), spec=spec, tile=chosen, batch=batch, layout=layout,
         probabilities=save_probabilities, write_image=write_image, device=device, params=params,
-        precision=precision, compile=compile, weights=weights,
+        precision=precision, compile=compile, weights=weights, tta=tta,
     )
 
 

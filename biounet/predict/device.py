@@ -47,15 +47,19 @@ def cpu_threads() -> int:
 
 
 def prepare(net: UNet, device: torch.device, threads: int | None = None, precision: str = "fp32",
-            compile: bool = False) -> UNet:
+            compile: bool = False, tta: str = "none") -> UNet:
     """Eval mode on `device` in channels_last memory (about 2x faster on the CPU, the
     layout tensor cores want on a GPU), run in `precision` ("fp32", "bf16" or "fp16":
     autocast, see `run`); on the CPU `threads` torch threads (default: every core this
     process may use) and glibc malloc tuned for large tensors (`tune_malloc`); on a GPU
     cuDNN picks its fastest convolutions for the tile size. `compile`: torch.compile
-    (seconds of start-up, so not by default)."""
+    (seconds of start-up, so not by default). `tta`: test-time augmentation, see
+    `biounet.predict.tta` (`run` averages over it)."""
+    from biounet.predict.tta import check_tta
+
     net = net.eval().to(device)
     net.biounet_precision = precision
+    net.biounet_tta = check_tta(tta)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         net = net.to(memory_format=torch.channels_last)
@@ -76,12 +80,19 @@ AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 def run(net: UNet, batch: torch.Tensor) -> torch.Tensor:
     """Inference on a batch (on any device): channels_last, autocast in the precision
-    `prepare` set (none for fp32); float32 probabilities (or regression output) out."""
+    `prepare` set (none for fp32), averaged over its test-time augmentation;
+    float32 probabilities (or regression output) out."""
+    from biounet.predict.tta import averaged
+
     device = next(net.parameters()).device
-    batch = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    batch = batch.to(device, non_blocking=True)
     dtype = AUTOCAST.get(getattr(net, "biounet_precision", "fp32"))
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        return net.predict(x.contiguous(memory_format=torch.channels_last))
+
     with torch.inference_mode():
         if dtype is None:
-            return net.predict(batch)
+            return averaged(predict, batch, getattr(net, "biounet_tta", "none"))
         with torch.autocast(device.type, dtype=dtype):
-            return net.predict(batch)
+            return averaged(predict, batch, getattr(net, "biounet_tta", "none"))

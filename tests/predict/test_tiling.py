@@ -15,11 +15,11 @@ from biounet.segment import segment
 from tests.reference import forward_whole
 
 
-def tiled(model, path, tile, block, tmp_path):
+def tiled(model, path, tile, block, tmp_path, tta="none"):
     from dataclasses import replace
 
-    run = replace(make_run(path, tmp_path / "unused.ome.zarr", model=model, tile=tile, block=block, device="cpu"),
-                  batch=3)
+    run = replace(make_run(path, tmp_path / "unused.ome.zarr", model=model, tile=tile, block=block, device="cpu",
+                           tta=tta), batch=3)
     res = stages.Resources(run)
     h, w = run.layout.shape[-2:]
     out = None
