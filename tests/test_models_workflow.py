@@ -55,6 +55,18 @@ def test_membranes_run_starts_parks_and_resumes(shared_data, tmp_path):
     assert "joined 1 parts" in r.stderr and f"--resume {ckpt}" in r.stderr
     rows = list(csv.DictReader(open(tmp_path / "membranes.log.csv")))
     assert [int(row["iteration"]) for row in rows] == [1, 2, 3] and rows[-1]["val_rand_error"]
+    r = models_sh(tmp_path, "evaluate", "membranes", TTA="flips")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "membranes.isbi-val.flips.csv").is_file() and "rand_error" in r.stdout
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    r = models_sh(tmp_path, "ship", "membranes", SHIP_TO=str(shipped), PYTHON=sys.executable)
+    assert r.returncode == 0, r.stderr
+    _, spec = load_model(shipped / "membranes.pt")
+    threshold = spec.postprocess["params"]["threshold"]
+    tuned = spec.provenance["postprocess_tuned_on"]
+    assert tuned["metric"] == "rand_error" and tuned["count"] == 4 and f"threshold {threshold}" in r.stdout
+    assert threshold in [round(t / 10, 2) for t in range(11)]
     r = models_sh(tmp_path, "clean", "membranes")
     assert r.returncode == 0 and not list(tmp_path.glob("membranes.pt.ckpt*"))
     assert (tmp_path / "membranes.pt").is_file()

@@ -1,4 +1,4 @@
-"""Guard against a broken release: the shipped nuclei model still segments real nuclei."""
+"""Guard against a broken release: the shipped models still segment real nuclei and real EM membranes."""
 
 from biounet.evaluate.run import evaluate
 from biounet.model.file import default_model_path
@@ -20,3 +20,25 @@ def test_shipped_weights_segment_real_nuclei(shared_data, tmp_path):
     assert len(table.rows) == 2
     for row in table.rows:
         assert row["f1_0.50"] >= MIN_F1_AT_05, row
+
+
+MEMBRANES_MAX_PIXEL_ERROR = 0.10
+MEMBRANES_MAX_RAND_ERROR = 0.35
+
+
+def test_shipped_membranes_model_segments_real_em(shared_data, tmp_path):
+    """The shipped EM model (issue 19) on two ISBI 2012 slices that did not select it (they trained it:
+    the volume here has no labelled slice outside training, 0-15, and selection, 16-19)."""
+    from biounet.models import resolve_model
+
+    path = resolve_model("membranes")
+    assert path.stat().st_size <= 35 * 1024**2
+    folder = shared_data / "isbi2012" / "train"
+    for sub in ("images", "labels"):
+        (tmp_path / sub).mkdir()
+        for name in ("slice03.tif", "slice11.tif"):
+            (tmp_path / sub / name).symlink_to(folder / sub / name)
+    table = evaluate(tmp_path / "labels", model=path, images_dir=tmp_path / "images")
+    assert table.membrane and len(table.rows) == 2
+    assert table.summary["pixel_error"] <= MEMBRANES_MAX_PIXEL_ERROR, table.summary
+    assert table.summary["rand_error"] <= MEMBRANES_MAX_RAND_ERROR, table.summary

@@ -11,11 +11,15 @@
 #   workflows/models.sh select RUN [MODEL...] nuclei runs: checkpoint and post-processing chosen together by
 #                                             two-fold cross-fitting on bbbc039/val (its snapshots by default)
 #   workflows/models.sh evaluate RUN          membranes: ISBI 2012 scores of RUN.pt on slices 16-19
+#   workflows/models.sh ship membranes        membranes.pt into biounet/weights/, its segmentation threshold the
+#                                             Rand-optimal one on slices 16-19 (the selection slices)
 #
 # Settings (environment): DATA (the shared data, default ../shared/data beside the repository), RUNS
 # (where runs write, default runs/ in the repository: a checkpoint parked there can be committed),
 # BIOUNET (the command, default biounet), NICE (default 10), WORKERS (data processes, default 1),
-# ITERATIONS, VAL_EVERY, SNAPSHOT_EVERY (override a run's own; tiny values smoke-test a run).
+# ITERATIONS, VAL_EVERY, SNAPSHOT_EVERY (override a run's own; tiny values smoke-test a run), TTA (test-time
+# augmentation of select and evaluate: none, flips or d4; default none), SHIP_TO (where ship writes, default
+# biounet/weights), PYTHON (the interpreter of ship, default python).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,6 +29,8 @@ BIOUNET=${BIOUNET:-biounet}
 read -r -a BIOUNET_CMD <<< "$BIOUNET"  # e.g. BIOUNET="python -m biounet"
 NICE=${NICE:-10}
 WORKERS=${WORKERS:-1}
+TTA=${TTA:-none}
+SHIP_TO=${SHIP_TO:-$ROOT/biounet/weights}
 PART_SIZE=45m
 
 die() { echo "models.sh: $*" >&2; exit 2; }
@@ -143,13 +149,20 @@ select_nuclei() {
     local args=() m
     for m in "${models[@]}"; do args+=(--model "$m"); done
     nice -n "$NICE" "${BIOUNET_CMD[@]}" tune "${args[@]}" --images "$DATA/bbbc039/val/images" \
-        --labels "$DATA/bbbc039/val/labels" --cross-fit --out "$RUNS/$run.selected.pt"
+        --labels "$DATA/bbbc039/val/labels" --cross-fit --tta "$TTA" --out "$RUNS/$run.selected.pt"
 }
 
 evaluate_membranes() {
     splits
     nice -n "$NICE" "${BIOUNET_CMD[@]}" evaluate --model "$RUNS/$1.pt" --images "$RUNS/data/isbi-val/images" \
-        --labels "$RUNS/data/isbi-val/labels" --csv "$RUNS/$1.isbi-val.csv"
+        --labels "$RUNS/data/isbi-val/labels" --tta "$TTA" --csv "$RUNS/$1.isbi-val.$TTA.csv"
+}
+
+ship_membranes() {
+    splits
+    local python=${PYTHON:-python}
+    nice -n "$NICE" "$python" "$ROOT/workflows/ship_membranes.py" "$RUNS/membranes.pt" "$RUNS/data/isbi-val" \
+        "$SHIP_TO/membranes.pt"
 }
 
 case ${1:-} in
@@ -158,6 +171,7 @@ park) [ $# -eq 2 ] || die "usage: models.sh park RUN"; park "$2" ;;
 clean) [ $# -eq 2 ] || die "usage: models.sh clean RUN"; clean "$2" ;;
 select) [ $# -ge 2 ] || die "usage: models.sh select RUN [MODEL...]"; shift; select_nuclei "$@" ;;
 evaluate) [ $# -eq 2 ] || die "usage: models.sh evaluate RUN"; evaluate_membranes "$2" ;;
-""|-h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' ;;
+ship) [ "${2:-}" = membranes ] || die "usage: models.sh ship membranes"; ship_membranes ;;
+""|-h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0" | sed 's/^# \{0,1\}//' ;;
 *) train "$@" ;;
 esac
