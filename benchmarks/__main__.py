@@ -2,7 +2,7 @@
 
     python -m benchmarks                      # the full suite, about 40 minutes on 2 cores
     python -m benchmarks --only overhead,peers --repeats 5
-    python -m benchmarks --smoke --out /tmp/bench.md   # tiny sizes, a minute (run by the tests)
+    python -m benchmarks --smoke --out /tmp/bench.md   # tiny sizes, 2 minutes (run by `make test-all`)
 
 Every CPU measurement runs with glibc malloc tuned as biounet runs (`biounet.runtime.tune_malloc`),
 except the network variants that say otherwise.

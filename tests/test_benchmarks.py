@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from benchmarks.__main__ import SECTIONS, render
 from benchmarks.common import ROOT, Section, Stats, Target, ratio_stats, segment_seconds
 
@@ -18,6 +20,7 @@ def test_stats_and_ratios():
     assert segment_seconds("wrote x: 16 blocks of 4096x4096 (yx), 16 computed, tile 1212, in 12.5 s\n") == 12.5
 
 
+@pytest.mark.slow  # 2 minutes on 2 cores: `make test-all` runs it
 def test_smoke_suite_writes_every_section(tmp_path):
     out = tmp_path / "benchmarks.md"
     r = subprocess.run([sys.executable, "-m", "benchmarks", "--smoke", "--repeats", "1", "--out", str(out),
