@@ -14,13 +14,13 @@ figures on them are therefore selection figures (MODEL_CARD.md).
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 
 def main(model: str, val: str, out: str) -> None:
     from biounet.evaluate.run import evaluate
-    from biounet.model.file import load_model, save_model
+    from biounet.evaluate.tune import save_tuned
+    from biounet.model.file import load_model
 
     table = evaluate(Path(val) / "labels", model=model, images_dir=Path(val) / "images", device="cpu")
     summary = table.summary
@@ -29,9 +29,7 @@ def main(model: str, val: str, out: str) -> None:
     chosen = {"images": str(Path(val) / "images"), "count": len(table.rows), "metric": "rand_error",
               "rand_error": summary["rand_error"], "pixel_error": summary["pixel_error"],
               "v_rand": summary["v_rand"], "v_info": summary["v_info"]}
-    shipped = replace(spec, postprocess={"name": "components", "params": {"threshold": threshold}},
-                      provenance={**spec.provenance, "postprocess_tuned_on": chosen})
-    save_model(out, net, shipped)
+    save_tuned(out, net, spec, "components", {"threshold": threshold}, chosen)
     print(f"wrote {out}: threshold {threshold} (Rand error {summary['rand_error']:.4f}, pixel error "
           f"{summary['pixel_error']:.4f}, V_Rand {summary['v_rand']:.4f}, V_Info {summary['v_info']:.4f} on "
           f"{len(table.rows)} slices); {Path(out).stat().st_size / 2**20:.1f} MB")

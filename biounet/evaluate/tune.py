@@ -152,14 +152,18 @@ def _examples(model: str | os.PathLike, images_dir: str | os.PathLike, labels_di
     return net, spec, post["name"], {**DEFAULTS[post["name"]], **post.get("params", {})}, examples
 
 
-def _save_tuned(out: str | os.PathLike, net: UNet, spec: ModelSpec, post: str, params: dict, images_dir,
-                count: int, average_f1: float, normalize_over: str | None) -> None:
-    provenance = {**spec.provenance, "postprocess_tuned_on": {
-        "images": str(Path(images_dir)), "count": count, "average_f1": average_f1,
-    }}
+def save_tuned(out: str | os.PathLike, net: UNet, spec: ModelSpec, post: str, params: dict, tuned_on: dict,
+               normalize_over: str | None = None) -> None:
+    """A copy of a model with the post-processing `post(params)`; `tuned_on` (the images and their
+    scores) goes into its provenance as `postprocess_tuned_on`."""
+    provenance = {**spec.provenance, "postprocess_tuned_on": tuned_on}
     tuned: ModelSpec = replace(spec, postprocess={"name": post, "params": params}, provenance=provenance,
                                normalization=with_scope(spec.normalization, normalize_over))
     save_model(out, net, tuned)
+
+
+def _tuned_on(images_dir, count: int, average_f1: float) -> dict:
+    return {"images": str(Path(images_dir)), "count": count, "average_f1": average_f1}
 
 
 def tune(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: str | os.PathLike,
@@ -175,8 +179,8 @@ def tune(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: st
     net, spec, post, base, examples = _examples(model, images_dir, labels_dir, device=device, channels=channels,
                                                 tile=tile, normalize_over=normalize_over, tta=tta)
     chosen, rows = choose(post, base, examples)
-    _save_tuned(out, net, spec, post, chosen, images_dir, len(examples), max(r["average_f1"] for r in rows),
-                normalize_over)
+    save_tuned(out, net, spec, post, chosen, _tuned_on(images_dir, len(examples), max(r["average_f1"] for r in rows)),
+               normalize_over)
     return chosen, rows
 
 
@@ -216,8 +220,8 @@ def tune_cross_fit(models: str | os.PathLike | Sequence[str | os.PathLike], imag
         i, post = posts[k]
         net, spec = load_prepared(paths[i], "cpu")
         params = {key: v for key, v in result.in_sample_params.items() if key != "model"}
-        _save_tuned(out, net, spec, post, params, images_dir, len(names), result.in_sample["average_f1"],
-                    normalize_over)
+        save_tuned(out, net, spec, post, params, _tuned_on(images_dir, len(names), result.in_sample["average_f1"]),
+                   normalize_over)
     return result
 
 

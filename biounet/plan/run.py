@@ -179,7 +179,7 @@ def make_run(
     touches no output."""
     from biounet.predict.device import resolve_devices
     from biounet.predict.gpu import PRECISIONS, choose_precision
-    from biounet.predict.tta import TTA_MODES
+    from biounet.predict.tta import check_tta
     from biounet.read.image import open_image
 
     input, output = Path(input), Path(output)
@@ -211,8 +211,10 @@ def make_run(
 
         capability = torch.cuda.get_device_capability(devices[0])
     precision = choose_precision(precision, devices[0].type, capability)
-    if tta not in TTA_MODES:
-        raise UsageError(f"--tta {tta!r}: use {', '.join(TTA_MODES)}")
+    try:
+        check_tta(tta)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     memory = parse_size(memory_limit)
     if output.resolve() == input.resolve() or input.resolve() in output.resolve().parents:
         raise UsageError("the output must not be the input or lie inside it")

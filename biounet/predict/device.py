@@ -7,6 +7,7 @@ import os
 import torch
 
 from biounet.model.unet import UNet
+from biounet.predict.tta import averaged, check_tta
 from biounet.runtime import tune_malloc
 
 
@@ -55,8 +56,6 @@ def prepare(net: UNet, device: torch.device, threads: int | None = None, precisi
     cuDNN picks its fastest convolutions for the tile size. `compile`: torch.compile
     (seconds of start-up, so not by default). `tta`: test-time augmentation, see
     `biounet.predict.tta` (`run` averages over it)."""
-    from biounet.predict.tta import check_tta
-
     net = net.eval().to(device)
     net.biounet_precision = precision
     net.biounet_tta = check_tta(tta)
@@ -82,17 +81,16 @@ def run(net: UNet, batch: torch.Tensor) -> torch.Tensor:
     """Inference on a batch (on any device): channels_last, autocast in the precision
     `prepare` set (none for fp32), averaged over its test-time augmentation;
     float32 probabilities (or regression output) out."""
-    from biounet.predict.tta import averaged
-
     device = next(net.parameters()).device
     batch = batch.to(device, non_blocking=True)
     dtype = AUTOCAST.get(getattr(net, "biounet_precision", "fp32"))
+    tta = getattr(net, "biounet_tta", "none")
 
     def predict(x: torch.Tensor) -> torch.Tensor:
         return net.predict(x.contiguous(memory_format=torch.channels_last))
 
     with torch.inference_mode():
         if dtype is None:
-            return averaged(predict, batch, getattr(net, "biounet_tta", "none"))
+            return averaged(predict, batch, tta)
         with torch.autocast(device.type, dtype=dtype):
-            return averaged(predict, batch, getattr(net, "biounet_tta", "none"))
+            return averaged(predict, batch, tta)
