@@ -27,11 +27,11 @@ def make_model(path: Path, seed: int = 0, normalization: dict | None = None, tar
     """A random-weight U-Net (original geometry unless told otherwise; with `encoder=NAME` an
     encoder U-Net) saved as a model file."""
     torch.manual_seed(seed)
-    options = {"width": 4, **unet}
+    classes = {"binary": ["background", "foreground"], "3class": ["background", "interior", "boundary"]}[target]
+    options = {"width": 4, "out_channels": len(classes), **unet}
     if "encoder" in unet:
         options = {"depth": 6, "padding": "same", "batch_norm": True, **options}
     net = build_network(UNetConfig(**options))
-    classes = {"binary": ["background", "foreground"], "3class": ["background", "interior", "boundary"]}[target]
     spec = ModelSpec(unet=net.config, target=target, classes=classes, normalization=normalization or {"method": "none"},
                      postprocess={"name": "components" if target == "binary" else "watershed_3class", "params": {}})
     save_model(path, net, spec)

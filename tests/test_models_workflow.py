@@ -1,4 +1,5 @@
-"""workflows/models.sh: the membranes run on the real ISBI 2012 slices, tiny, started, parked and resumed."""
+"""workflows/models.sh: the membranes run on the real ISBI 2012 slices, tiny, started, parked and resumed;
+the nuclei splits and the nuclei ship step."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from biounet.model.file import load_model
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, make_model
 
 SCRIPT = Path(__file__).resolve().parents[1] / "workflows" / "models.sh"
 TINY = ["--width", "4", "--tile", "252"]  # after the run's own options: these win
@@ -72,7 +73,28 @@ def test_membranes_run_starts_parks_and_resumes(shared_data, tmp_path):
     assert (tmp_path / "membranes.pt").is_file()
 
 
-@pytest.mark.parametrize("command", [["park", "membranes"], ["select", "nuclei-w32"]])
+def test_nuclei_ship_scores_the_images_that_chose_nothing(shared_data, tmp_path):
+    """VAL40 chooses, GUARD10 (the other 10 of bbbc039/val) only reports: the shipped file carries its
+    scores there."""
+    make_model(tmp_path / "cand.selected.pt", target="3class", normalization={"method": "percentile", "low": 1.0,
+                                                                             "high": 99.8, "over": "folder"})
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    r = models_sh(tmp_path, "ship", "nuclei", "cand", SHIP_TO=str(shipped), PYTHON=sys.executable)
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in (shared_data / "bbbc039" / "val" / "images").iterdir())
+    for split, expected in (("VAL10", names[:10]), ("VAL40", names[:40]), ("GUARD10", names[40:])):
+        for sub in ("images", "labels"):
+            assert sorted(p.name for p in (tmp_path / "data" / split / sub).iterdir()) == expected
+    _, spec = load_model(shipped / "nuclei.pt")
+    held_out = spec.provenance["held_out"]
+    assert held_out["count"] == 10 and "GUARD10" in held_out["images"] and 0 <= held_out["average_f1"] <= 1
+    assert f"average_f1 {held_out['average_f1']:.4f}" in r.stdout
+    assert spec.target == "3class" and spec.unet.width == 4  # the candidate itself
+
+
+@pytest.mark.parametrize("command", [["park", "membranes"], ["select", "nuclei-w32"], ["ship", "nuclei", "nope"],
+                                     ["ship", "nuclei"]])
 def test_missing_inputs_fail_in_one_line(tmp_path, command):
     r = models_sh(tmp_path, *command)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "models.sh:" in r.stderr

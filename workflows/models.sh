@@ -9,10 +9,12 @@
 #                                             when a run must outlive the session (the next RUN joins them)
 #   workflows/models.sh clean RUN             remove RUN's checkpoint and its parts (the run is done)
 #   workflows/models.sh select RUN [MODEL...] nuclei runs: checkpoint and post-processing chosen together by
-#                                             two-fold cross-fitting on bbbc039/val (its snapshots by default)
+#                                             two-fold cross-fitting on VAL40 (its snapshots by default)
 #   workflows/models.sh evaluate RUN          membranes: ISBI 2012 scores of RUN.pt on slices 16-19
 #   workflows/models.sh ship membranes        membranes.pt into biounet/weights/, its segmentation threshold the
 #                                             Rand-optimal one on slices 16-19 (the selection slices)
+#   workflows/models.sh ship nuclei RUN       RUN.selected.pt as biounet/weights/nuclei.pt, with its scores on
+#                                             GUARD10 (never used to choose anything) in its provenance
 #
 # Settings (environment): DATA (the shared data, default ../shared/data beside the repository), RUNS
 # (where runs write, default runs/ in the repository: a checkpoint parked there can be committed),
@@ -36,26 +38,31 @@ PART_SIZE=45m
 die() { echo "models.sh: $*" >&2; exit 2; }
 
 # Folders of symlinks that select the splits: ISBI 2012 slices 0-15 (training) and 16-19 (selection and
-# report; 20-29 are held back by the data's owners), and VAL10 (the first 10 bbbc039/val images by name, the
-# validation curves of the nuclei runs; their checkpoints are chosen by cross-fitting over all 50).
+# report; 20-29 are held back by the data's owners); of bbbc039/val sorted by name, VAL10 (the first 10: the
+# validation curves of the nuclei runs), VAL40 (the first 40: checkpoints, post-processing and the default
+# model are chosen there, by cross-fitting) and GUARD10 (the last 10: the held-out figure of the shipped model
+# and its guard test, never used to choose). Idempotent, and no link is ever removed: runs started side by
+# side share these folders while they read them.
+link() {  # link TARGET FOLDER: FOLDER/basename -> TARGET, made once
+    [ -L "$2/$(basename "$1")" ] || ln -s "$1" "$2/$(basename "$1")"
+}
 splits() {
     local isbi=$DATA/isbi2012/train nuclei=$DATA/bbbc039/val
     [ -d "$isbi/images" ] && [ -d "$nuclei/images" ] || die "no data under DATA=$DATA (see its README.md)"
-    local dir sub name i
-    for dir in isbi-train isbi-val VAL10; do
-        for sub in images labels; do
-            rm -rf "${RUNS:?}/data/$dir/$sub"
-            mkdir -p "$RUNS/data/$dir/$sub"
-        done
-    done
+    isbi=$(cd "$isbi" && pwd); nuclei=$(cd "$nuclei" && pwd)
+    local sub name i n
     for sub in images labels; do
+        mkdir -p "$RUNS"/data/{isbi-train,isbi-val,VAL10,VAL40,GUARD10}/"$sub"
         for i in $(seq -w 0 19); do
-            name=slice$i.tif
-            [ "$((10#$i))" -le 15 ] && dir=isbi-train || dir=isbi-val
-            ln -s "$(cd "$isbi/$sub" && pwd)/$name" "$RUNS/data/$dir/$sub/$name"
+            [ "$((10#$i))" -le 15 ] && name=isbi-train || name=isbi-val
+            link "$isbi/$sub/slice$i.tif" "$RUNS/data/$name/$sub"
         done
-        for name in $(cd "$nuclei/images" && ls | sort | head -n 10); do
-            ln -s "$(cd "$nuclei/$sub" && pwd)/$name" "$RUNS/data/VAL10/$sub/$name"
+        n=0
+        for name in $(cd "$nuclei/images" && ls | sort); do
+            n=$((n + 1))
+            [ $n -le 10 ] && link "$nuclei/$sub/$name" "$RUNS/data/VAL10/$sub"
+            if [ $n -le 40 ]; then link "$nuclei/$sub/$name" "$RUNS/data/VAL40/$sub"
+            else link "$nuclei/$sub/$name" "$RUNS/data/GUARD10/$sub"; fi
         done
     done
 }
@@ -148,8 +155,9 @@ select_nuclei() {
     fi
     local args=() m
     for m in "${models[@]}"; do args+=(--model "$m"); done
-    nice -n "$NICE" "${BIOUNET_CMD[@]}" tune "${args[@]}" --images "$DATA/bbbc039/val/images" \
-        --labels "$DATA/bbbc039/val/labels" --cross-fit --tta "$TTA" --out "$RUNS/$run.selected.pt"
+    splits
+    nice -n "$NICE" "${BIOUNET_CMD[@]}" tune "${args[@]}" --images "$RUNS/data/VAL40/images" \
+        --labels "$RUNS/data/VAL40/labels" --cross-fit --tta "$TTA" --out "$RUNS/$run.selected.pt"
 }
 
 evaluate_membranes() {
@@ -158,11 +166,17 @@ evaluate_membranes() {
         --labels "$RUNS/data/isbi-val/labels" --tta "$TTA" --csv "$RUNS/$1.isbi-val.$TTA.csv"
 }
 
-ship_membranes() {
+ship() {  # ship membranes | ship nuclei RUN
     splits
     local python=${PYTHON:-python}
-    nice -n "$NICE" "$python" "$ROOT/workflows/ship_membranes.py" "$RUNS/membranes.pt" "$RUNS/data/isbi-val" \
-        "$SHIP_TO/membranes.pt"
+    if [ "$1" = membranes ]; then
+        nice -n "$NICE" "$python" "$ROOT/workflows/ship.py" membranes "$RUNS/membranes.pt" "$RUNS/data/isbi-val" \
+            "$SHIP_TO/membranes.pt"
+    else
+        [ -f "$RUNS/$2.selected.pt" ] || die "no $RUNS/$2.selected.pt: run 'models.sh select $2' first"
+        nice -n "$NICE" "$python" "$ROOT/workflows/ship.py" nuclei "$RUNS/$2.selected.pt" "$RUNS/data/GUARD10" \
+            "$SHIP_TO/nuclei.pt"
+    fi
 }
 
 case ${1:-} in
@@ -171,7 +185,8 @@ park) [ $# -eq 2 ] || die "usage: models.sh park RUN"; park "$2" ;;
 clean) [ $# -eq 2 ] || die "usage: models.sh clean RUN"; clean "$2" ;;
 select) [ $# -ge 2 ] || die "usage: models.sh select RUN [MODEL...]"; shift; select_nuclei "$@" ;;
 evaluate) [ $# -eq 2 ] || die "usage: models.sh evaluate RUN"; evaluate_membranes "$2" ;;
-ship) [ "${2:-}" = membranes ] || die "usage: models.sh ship membranes"; ship_membranes ;;
+ship) { [ "${2:-}" = membranes ] && [ $# -eq 2 ]; } || { [ "${2:-}" = nuclei ] && [ $# -eq 3 ]; } ||
+          die "usage: models.sh ship membranes | ship nuclei RUN"; shift; ship "$@" ;;
 ""|-h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0" | sed 's/^# \{0,1\}//' ;;
 *) train "$@" ;;
 esac
