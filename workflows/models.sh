@@ -94,10 +94,12 @@ $NUCLEI --target binary --width 16 --lr 1e-3 --seed 19" ;;
 6000|500|1000|$NUCLEI --target distance --width 16 --lr 1e-3 --seed 19" ;;
     nuclei-longer) echo "nuclei candidate: the shipped model trained longer (run 5 continued, cosine from 3e-4)|\
 4000|500|1000|$NUCLEI --target 3class --width 16 --init nuclei --lr 3e-4 --seed 20" ;;
+    nuclei-longer2) echo "nuclei candidate: nuclei-longer trained longer again (its iteration 4000, cosine from 3e-4)|\
+4000|500|1000|$NUCLEI --target 3class --width 16 --init RUNS/nuclei-longer.selected.pt --lr 3e-4 --seed 21" ;;
     *) return 1 ;;
     esac
 }
-RUN_NAMES="membranes membranes-w32 nuclei-3class-w32 nuclei-3class-w16 nuclei-binary-w16 nuclei-distance-w16 nuclei-longer"
+RUN_NAMES="membranes membranes-w32 nuclei-3class-w32 nuclei-3class-w16 nuclei-binary-w16 nuclei-distance-w16 nuclei-longer nuclei-longer2"
 
 field() { run_spec "$1" | cut -d'|' -f"$2"; }
 checkpoint() { echo "$RUNS/$1.pt.ckpt"; }
@@ -157,7 +159,7 @@ select_nuclei() {
     for m in "${models[@]}"; do args+=(--model "$m"); done
     splits
     nice -n "$NICE" "${BIOUNET_CMD[@]}" tune "${args[@]}" --images "$RUNS/data/VAL40/images" \
-        --labels "$RUNS/data/VAL40/labels" --cross-fit --tta "$TTA" --out "$RUNS/$run.selected.pt"
+        --labels "$RUNS/data/VAL40/labels" --cross-fit --tta "$TTA" --out "$RUNS/$run.selected.pt" --overwrite
 }
 
 evaluate_membranes() {
