@@ -3,23 +3,32 @@
 from biounet.evaluate.run import evaluate
 from biounet.model.file import default_model_path
 
-MIN_F1_AT_05 = 0.90
+MIN_F1_AT_05 = 0.93  # on GUARD10; see MODEL_CARD.md for the figure when shipped
+MIN_AVERAGE_F1 = 0.89
 
 
 def test_shipped_weights_segment_real_nuclei(shared_data, tmp_path):
+    """The default model on GUARD10, the last 10 bbbc039/val images by name: they chose nothing (checkpoint and
+    post-processing were chosen on the first 40, `workflows/models.sh select`); the file records its scores
+    there (`workflows/models.sh ship nuclei`), and they are reproduced here."""
+    from biounet.model.file import load_spec
+
     path = default_model_path()
     assert path.is_file(), f"the pretrained model is missing from the package: {path}"
-    assert path.stat().st_size <= 20 * 1024**2
+    assert path.stat().st_size <= 35 * 1024**2
     folder = shared_data / "bbbc039" / "val"
     for sub in ("images", "labels"):
         (tmp_path / sub).mkdir()
-        for image in sorted((folder / sub).glob("*.tif"))[10:12]:  # not used for selection
+        for image in sorted((folder / sub).glob("*.tif"))[40:]:
             (tmp_path / sub / image.name).symlink_to(image)
     # Normalised and post-processed as the model says, exactly as `biounet evaluate` does.
     table = evaluate(tmp_path / "labels", model=path, images_dir=tmp_path / "images")
-    assert len(table.rows) == 2
-    for row in table.rows:
-        assert row["f1_0.50"] >= MIN_F1_AT_05, row
+    assert len(table.rows) == 10
+    assert table.summary["f1_0.50"] >= MIN_F1_AT_05, table.summary
+    assert table.summary["average_f1"] >= MIN_AVERAGE_F1, table.summary
+    recorded = load_spec(path).provenance["held_out"]
+    assert recorded["count"] == 10 and "GUARD10" in recorded["images"]
+    assert abs(recorded["average_f1"] - table.summary["average_f1"]) <= 0.005, (recorded, table.summary)
 
 
 MEMBRANES_MAX_PIXEL_ERROR = 0.08  # 0.056 when shipped

@@ -94,8 +94,8 @@ $NUCLEI --target binary --width 16 --lr 1e-3 --seed 19" ;;
 6000|500|1000|$NUCLEI --target distance --width 16 --lr 1e-3 --seed 19" ;;
     nuclei-longer) echo "nuclei candidate: the shipped model trained longer (run 5 continued, cosine from 3e-4)|\
 4000|500|1000|$NUCLEI --target 3class --width 16 --init nuclei --lr 3e-4 --seed 20" ;;
-    nuclei-longer2) echo "nuclei candidate: nuclei-longer trained longer again (its iteration 4000, cosine from 3e-4)|\
-4000|500|1000|$NUCLEI --target 3class --width 16 --init RUNS/nuclei-longer.selected.pt --lr 3e-4 --seed 21" ;;
+    nuclei-longer2) echo "nuclei candidate: nuclei-longer (the shipped nuclei.pt) trained longer again, cosine from 3e-4|\
+4000|500|1000|$NUCLEI --target 3class --width 16 --init nuclei --lr 3e-4 --seed 21" ;;
     *) return 1 ;;
     esac
 }
