@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("-o", "--out", type=Path, default=ROOT / "docs" / "nuclei-small-objects.png")
     args = parser.parse_args()
 
+    from scipy import ndimage as ndi
     from skimage.segmentation import find_boundaries
 
     from biounet.evaluate.run import load_prepared, model_outputs
@@ -52,6 +53,7 @@ def main() -> None:
     net, spec = load_prepared(resolve_model(args.model), "cpu")
     post = spec.postprocess
     counts = dict(tiny=0, marked=0, kept_tuned=0, kept_smallest=0, pred_tiny=0, pred_tiny_matched=0)
+    confident = {True: [0, 0], False: [0, 0]}  # annotated or not: [small objects, of which mean P(fg) > 0.9]
     crops = []
     for name, output in model_outputs(net, spec, {n: VAL / "images" / n for n in names},
                                       {n: lab.shape for n, lab in truth.items()}):
@@ -71,6 +73,11 @@ def main() -> None:
         counts["kept_smallest"] += len(tiny & kept_smallest)
         counts["pred_tiny"] += len(pred_tiny)
         counts["pred_tiny_matched"] += len(pred_tiny & pred_matched)
+        small = pids[parea < post["params"]["min_size"]]  # what only the smaller size filter keeps
+        if len(small):
+            for i, p_fg in zip(small, ndi.mean(1.0 - output[0], smallest, small)):
+                confident[int(i) in pred_matched][0] += 1
+                confident[int(i) in pred_matched][1] += int(p_fg > 0.9)
         image = np.asarray(read_image(VAL / "images" / name), dtype=float).reshape(lab.shape)
         for i in sorted(tiny):
             ys, xs = np.nonzero(lab == i)
@@ -87,6 +94,9 @@ def main() -> None:
           f"{counts['kept_smallest']}")
     print(f"  tiny objects predicted with min_size {SMALLEST}: {counts['pred_tiny']}, of which annotated (IoU > 0.5): "
           f"{counts['pred_tiny_matched']}")
+    print(f"  objects of {SMALLEST}-{post['params']['min_size'] - 1} px (kept by min_size {SMALLEST} only): "
+          f"{confident[True][0]} annotated, {confident[False][0]} not; with mean P(foreground) > 0.9: "
+          f"{confident[True][1]} and {confident[False][1]}")
 
     import matplotlib
 
