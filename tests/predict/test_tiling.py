@@ -30,6 +30,21 @@ def tiled(model, path, tile, block, tmp_path, tta="none"):
     return out
 
 
+TIE = 1e-5  # two classes' probabilities closer than this are a tie as float rounding sees it
+
+
+def assert_same_classes(classes: np.ndarray, reference: np.ndarray) -> None:
+    """The class map equals the whole-image pass's wherever that pass's top two classes are not tied.
+
+    The whole image runs through other convolution kernels than tiles do; on some CPUs their
+    rounding differs by a few ulps (on others the outputs are bit-identical), which can flip an
+    exact tie of a random-weight network's classes, and nothing else."""
+    top = np.sort(reference, axis=0)
+    differs = classes != reference.argmax(0)
+    assert not (differs & (top[-1] - top[-2] > TIE)).any()
+    assert differs.sum() <= 10, differs.sum()  # exact ties (dead units give equal logits) are not flipped
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiling")
@@ -50,7 +65,7 @@ def test_tiles_and_blocks_match_one_pass(images, tiny_model, shape, tmp_path):
     for tile, block in [(572, 1024), (1068, 1024), (572, 256), (1068, 512), (204, 64)]:
         out = tiled(tiny_model, images[shape], tile, block, tmp_path)
         assert np.abs(out - reference).max() <= 1e-4, (tile, block)
-        assert np.array_equal(out.argmax(0), reference.argmax(0)), (tile, block)
+        assert_same_classes(out.argmax(0), reference)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -63,5 +78,5 @@ def test_segment_class_map_matches_one_pass(images, tiny_model, tmp_path, worker
             save_probabilities="float16", progress=False, device="cpu")
     classes = zarr.open_array(str(out), path="labels/classes/0")[:]
     probs = zarr.open_array(str(out), path="probabilities/0")[:].astype(np.float32)
-    assert np.array_equal(classes, reference.argmax(0))
+    assert_same_classes(classes, reference)
     assert np.abs(probs - reference).max() <= 1e-3  # float16 storage
