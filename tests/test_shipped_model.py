@@ -5,6 +5,7 @@ from biounet.model.file import default_model_path
 
 MIN_F1_AT_05 = 0.93  # on GUARD10; see MODEL_CARD.md for the figure when shipped
 MIN_AVERAGE_F1 = 0.89
+MIN_IMAGE_F1_AT_05 = 0.90  # every GUARD10 image (0.919 at the least when shipped)
 
 
 def test_shipped_weights_segment_real_nuclei(shared_data, tmp_path):
@@ -15,7 +16,7 @@ def test_shipped_weights_segment_real_nuclei(shared_data, tmp_path):
 
     path = default_model_path()
     assert path.is_file(), f"the pretrained model is missing from the package: {path}"
-    assert path.stat().st_size <= 35 * 1024**2
+    assert path.stat().st_size <= 20 * 1024**2
     folder = shared_data / "bbbc039" / "val"
     for sub in ("images", "labels"):
         (tmp_path / sub).mkdir()
@@ -24,6 +25,8 @@ def test_shipped_weights_segment_real_nuclei(shared_data, tmp_path):
     # Normalised and post-processed as the model says, exactly as `biounet evaluate` does.
     table = evaluate(tmp_path / "labels", model=path, images_dir=tmp_path / "images")
     assert len(table.rows) == 10
+    for row in table.rows:
+        assert row["f1_0.50"] >= MIN_IMAGE_F1_AT_05, row
     assert table.summary["f1_0.50"] >= MIN_F1_AT_05, table.summary
     assert table.summary["average_f1"] >= MIN_AVERAGE_F1, table.summary
     recorded = load_spec(path).provenance["held_out"]

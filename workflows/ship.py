@@ -25,12 +25,18 @@ from dataclasses import replace
 from pathlib import Path
 
 
-def membranes(model: str, val: str, out: str) -> None:
+def scores(model: str, folder: str):
+    """`biounet evaluate` of `model` on FOLDER/images against FOLDER/labels, on the CPU."""
     from biounet.evaluate.run import evaluate
+
+    return evaluate(Path(folder) / "labels", model=model, images_dir=Path(folder) / "images", device="cpu")
+
+
+def membranes(model: str, val: str, out: str) -> None:
     from biounet.evaluate.tune import save_tuned
     from biounet.model.file import load_model
 
-    table = evaluate(Path(val) / "labels", model=model, images_dir=Path(val) / "images", device="cpu")
+    table = scores(model, val)
     summary = table.summary
     threshold = round(float(summary["rand_threshold"]), 2)
     net, spec = load_model(model)
@@ -44,11 +50,10 @@ def membranes(model: str, val: str, out: str) -> None:
 
 
 def nuclei(model: str, guard: str, out: str) -> None:
-    from biounet.evaluate.run import evaluate
     from biounet.evaluate.tune import headline
     from biounet.model.file import load_model, save_model
 
-    table = evaluate(Path(guard) / "labels", model=model, images_dir=Path(guard) / "images", device="cpu")
+    table = scores(model, guard)
     net, spec = load_model(model)
     provenance = dict(spec.provenance)
     tuned = dict(provenance.get("postprocess_tuned_on") or {})
@@ -58,8 +63,8 @@ def nuclei(model: str, guard: str, out: str) -> None:
     provenance["held_out"] = {"images": "bbbc039/val: the last 10 images sorted by name (GUARD10)",
                               "count": len(table.rows), **held_out}
     save_model(out, net, replace(spec, provenance=provenance))
-    scores = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in held_out.items())
-    print(f"wrote {out}: on the {len(table.rows)} held-out images {scores}; "
+    figures = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in held_out.items())
+    print(f"wrote {out}: on the {len(table.rows)} held-out images {figures}; "
           f"{Path(out).stat().st_size / 2**20:.1f} MB")
 
 
