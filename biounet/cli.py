@@ -471,8 +471,9 @@ _TRAIN_FIELDS = {
     "tile": "tile", "ignore": "ignore", "w0": "w0", "sigma": "sigma", "dice": "dice", "regression": "regression",
     "foreground_bias": "foreground_bias", "channel": "channels", "device": "device", "precision": "precision",
     "augment_on": "augment_on", "snapshot_every": "snapshot_every", "encoder": "encoder",
-    "encoder_weights": "encoder_weights", "time_budget": "time_budget",
+    "encoder_weights": "encoder_weights", "time_budget": "time_budget", "pixel_size": "pixel_size",
 }
+COLOR_AUGMENT = ("none", "he")  # biounet.train.augment: HE_COLOR
 ENCODER_FIXED = ("depth", "padding", "batch_norm")  # set by --encoder
 
 
@@ -524,6 +525,15 @@ ENCODER_FIXED = ("depth", "padding", "batch_norm")  # set by --encoder
 @click.option("--normalize-over", type=click.Choice(NORMALIZE_SCOPES),
               help="Normalisation statistics of each image (default), or of the whole folder taken together, "
               "as `segment` takes them from a whole slide: for fields of one acquisition.")
+@click.option("--value-range", type=(float, float), help="Fixed normalisation: LOW and HIGH map to 0 and 1 for "
+              "every image (e.g. 0 255 for 8-bit brightfield RGB) instead of each image's percentiles.")
+@click.option("--color-augment", type=click.Choice(COLOR_AUGMENT), default="none", show_default=True,
+              help="he: H&E stain (HED) jitter, hue, saturation and blur, for RGB brightfield in [0, 1] "
+              "(use --value-range 0 255).")
+@click.option("--zoom", type=(float, float), help="Scale augmentation: a random magnification, log-uniform "
+              "between LOW and HIGH (e.g. 0.7 1.4), for objects of other sizes.")
+@click.option("--pixel-size", type=float, help="The images' pixel size in um/px, recorded in the model so that "
+              "`segment` runs it at that scale.")
 @click.option("--channel", type=int, multiple=True, help="Input channel index (repeat for several).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
@@ -539,8 +549,8 @@ ENCODER_FIXED = ("depth", "padding", "batch_norm")  # set by --encoder
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run of this checkpoint (<out>.ckpt).")
 @click.option("--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.pass_context
-def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over, resume, quiet: bool,
-          **options) -> None:
+def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over, value_range, color_augment, zoom,
+          resume, quiet: bool, **options) -> None:
     """Train a U-Net on annotated images (elastic deformation, weighted border loss)."""
     from click.core import ParameterSource
 
@@ -565,10 +575,23 @@ def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over,
         if missing:
             raise click.UsageError(f"missing option(s) {', '.join(missing)} (or pass --resume CHECKPOINT)")
         config = TrainConfig(**fields, progress=not quiet, **({"augment": None} if no_augment else {}))
-    if intensity_scale:  # on resume, a changed range is refused as another run
-        if config.augment is None:
-            raise click.UsageError("--intensity-scale needs augmentation: drop --no-augment")
-        config = dataclasses.replace(config, augment={**config.augment, "scale_range": list(intensity_scale)})
+    from biounet.train.augment import HE_COLOR
+
+    augment = {"scale_range": list(intensity_scale) if intensity_scale else None,
+               "color": dict(HE_COLOR) if color_augment == "he" else None,
+               "zoom_range": list(zoom) if zoom else None}
+    for key, flag in (("scale_range", "--intensity-scale"), ("color", "--color-augment"), ("zoom_range", "--zoom")):
+        if augment[key] is None:
+            continue
+        if config.augment is None:  # on resume, a changed setting is refused as another run
+            raise click.UsageError(f"{flag} needs augmentation: drop --no-augment")
+        config = dataclasses.replace(config, augment={**config.augment, key: augment[key]})
+    if value_range:
+        low, high = value_range
+        if not high > low:
+            raise click.UsageError(f"--value-range {low:g} {high:g}: HIGH must be above LOW")
+        config = dataclasses.replace(config, normalization={**config.normalization, "method": "fixed", "low": low,
+                                                            "high": high})
     if normalize_over:  # likewise: another scope on resume is another run
         config = dataclasses.replace(config, normalization={**config.normalization, "over": normalize_over})
     path = run(config)

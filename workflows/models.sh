@@ -46,6 +46,34 @@ die() { echo "models.sh: $*" >&2; exit 2; }
 link() {  # link TARGET FOLDER: FOLDER/basename -> TARGET, made once
     [ -L "$2/$(basename "$1")" ] || ln -s "$1" "$2/$(basename "$1")"
 }
+# MoNuSeg (H&E, 30 training tiles, 4 large organ groups of 6 and 3 of 2): MONU-SEL8 (2 tiles of each large
+# group, named so that cross-fitting's alternate halves hold one of each group: checkpoint and post-processing
+# are chosen there, and the reported figure is cross-fitted) and MONU-TRAIN22 (the rest: training).
+# DSB2018's colour brightfield tiles (dsb2018/manifest.csv, class bright) form DSB-BRIGHT-TRAIN / -VAL.
+MONU_SEL8="TCGA-21-5786-01Z-00-DX1 TCGA-49-4488-01Z-00-DX1 TCGA-A7-A13F-01Z-00-DX1 TCGA-AR-A1AS-01Z-00-DX1 \
+TCGA-B0-5710-01Z-00-DX1 TCGA-CH-5767-01Z-00-DX1 TCGA-G9-6356-01Z-00-DX1 TCGA-HE-7129-01Z-00-DX1"
+he_splits() {
+    local monu=$DATA/monuseg/train dsb=$DATA/dsb2018 sub name split cls
+    [ -d "$monu/images" ] && [ -f "$dsb/manifest.csv" ] || die "no MoNuSeg / DSB2018 data under DATA=$DATA"
+    monu=$(cd "$monu" && pwd); dsb=$(cd "$dsb" && pwd)
+    for sub in images labels; do
+        mkdir -p "$RUNS"/data/{MONU-SEL8,MONU-TRAIN22,DSB-BRIGHT-TRAIN,DSB-BRIGHT-VAL,HE-TRAIN-DSB}/"$sub"
+        for name in $(cd "$monu/images" && ls); do
+            case " $MONU_SEL8 " in *" ${name%.tif} "*) link "$monu/$sub/$name" "$RUNS/data/MONU-SEL8/$sub" ;;
+            *) link "$monu/$sub/$name" "$RUNS/data/MONU-TRAIN22/$sub"; link "$monu/$sub/$name" "$RUNS/data/HE-TRAIN-DSB/$sub" ;;
+            esac
+        done
+        while IFS=, read -r name cls _ _ _ _ split; do
+            [ "$cls" = bright ] || continue
+            case $split in
+            train) link "$dsb/train/$sub/$name.tif" "$RUNS/data/DSB-BRIGHT-TRAIN/$sub"
+                   link "$dsb/train/$sub/$name.tif" "$RUNS/data/HE-TRAIN-DSB/$sub" ;;
+            val) link "$dsb/val/$sub/$name.tif" "$RUNS/data/DSB-BRIGHT-VAL/$sub" ;;
+            esac
+        done < <(tail -n +2 "$dsb/manifest.csv")
+    done
+}
+
 splits() {
     local isbi=$DATA/isbi2012/train nuclei=$DATA/bbbc039/val
     [ -d "$isbi/images" ] && [ -d "$nuclei/images" ] || die "no data under DATA=$DATA (see its README.md)"
@@ -77,8 +105,16 @@ MEMBRANES="--images RUNS/data/isbi-train/images --labels RUNS/data/isbi-train/la
 --val-images RUNS/data/isbi-val/images --val-labels RUNS/data/isbi-val/labels \
 --target binary --w0 10 --sigma 5 --depth 5 --padding valid --tile 572 --batch-size 1 \
 --optimizer adam --lr 1e-3 --schedule cosine --metric rand_error --seed 12"
+HE="--val-images RUNS/data/MONU-SEL8/images --val-labels RUNS/data/MONU-SEL8/labels --value-range 0 255 \
+--color-augment he --pixel-size 0.25 --schedule cosine --batch-size 2 --tile 380 --target 3class --lr 1e-3"
 run_spec() {
     case $1 in
+    he-w16) echo "H&E nuclei: MoNuSeg 22 training tiles, 3class, width 16, from scratch, H&E colour augmentation|\
+8000|500|1000|--images RUNS/data/MONU-TRAIN22/images --labels RUNS/data/MONU-TRAIN22/labels $HE --width 16 --seed 27" ;;
+    he-w16-dsb) echo "H&E nuclei: he-w16 plus DSB2018's 70 colour brightfield training tiles|\
+8000|500|1000|--images RUNS/data/HE-TRAIN-DSB/images --labels RUNS/data/HE-TRAIN-DSB/labels $HE --width 16 --seed 27" ;;
+    he-w32) echo "H&E nuclei: he-w16 at width 32|8000|500|1000|--images RUNS/data/MONU-TRAIN22/images \
+--labels RUNS/data/MONU-TRAIN22/labels $HE --width 32 --seed 27" ;;
     membranes) echo "ISBI 2012 membranes, the paper's recipe: binary, w0 10, sigma 5, elastic deformation, valid \
 convolutions, depth 5; width 16 (CPU), tile 572, batch 1; selected on slices 16-19 by Rand error|5000|250|0|$MEMBRANES \
 --width 16" ;;
@@ -99,7 +135,7 @@ $NUCLEI --target binary --width 16 --lr 1e-3 --seed 19" ;;
     *) return 1 ;;
     esac
 }
-RUN_NAMES="membranes membranes-w32 nuclei-3class-w32 nuclei-3class-w16 nuclei-binary-w16 nuclei-distance-w16 nuclei-longer nuclei-longer2"
+RUN_NAMES="he-w16 he-w16-dsb he-w32 membranes membranes-w32 nuclei-3class-w32 nuclei-3class-w16 nuclei-binary-w16 nuclei-distance-w16 nuclei-longer nuclei-longer2"
 
 field() { run_spec "$1" | cut -d'|' -f"$2"; }
 checkpoint() { echo "$RUNS/$1.pt.ckpt"; }
@@ -108,6 +144,7 @@ train() {
     local run=$1; shift
     run_spec "$run" > /dev/null || die "unknown run '$run'; runs: $RUN_NAMES"
     splits
+    he_splits
     local ckpt iterations val_every snapshot_every
     ckpt=$(checkpoint "$run")
     iterations=${ITERATIONS:-$(field "$run" 2)}

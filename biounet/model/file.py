@@ -47,6 +47,8 @@ class ModelSpec:
         the slide), {"method": "fixed", "low": a, "high": b} or {"method": "none"} (more in
         `biounet.predict.normalize.normalization_stats`).
     tile: preferred input tile size (None: choose automatically).
+    pixel_size: the pixel size the network was trained at, um/px (None: not known).
+    diameter: the typical (median) object diameter in the training labels, px at `pixel_size`.
     """
 
     unet: UNetConfig = field(default_factory=UNetConfig)
@@ -58,6 +60,8 @@ class ModelSpec:
     )
     tile: int | None = None
     provenance: dict = field(default_factory=dict)
+    pixel_size: float | None = None
+    diameter: float | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)

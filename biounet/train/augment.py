@@ -46,6 +46,15 @@ class AugmentParams:
     """Grey-value offset, uniform, in units of the (normalised) image values."""
     gamma_range: tuple[float, float] = (0.8, 1.25)
     """Gamma, log-uniform, applied to each image rescaled to [0, 1]."""
+    zoom_range: tuple[float, float] = (1.0, 1.0)
+    """Scale factor, log-uniform (> 1 magnifies): objects of other sizes; (1, 1) = off."""
+    color: dict | None = None
+    """Colour changes of RGB brightfield images in [0, 1] (`random_color`'s keywords); None = off."""
+
+
+HE_COLOR = {"stain_scale": 0.2, "stain_shift": 0.05, "hue_deg": 10.0, "saturation": 0.25, "blur_sigma": 1.5,
+            "blur_p": 0.3}
+"""Colour augmentation for H&E: HED stain jitter (Tellez et al. 2018), hue, saturation and focus blur."""
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
@@ -89,6 +98,7 @@ def random_warp_grid(
     max_rotation_deg: float = 0.0,
     flips: bool = False,
     rot90: bool = False,
+    zoom_range: tuple[float, float] = (1.0, 1.0),
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
@@ -100,7 +110,9 @@ def random_warp_grid(
     N(0, sigma^2) px). Rotations by 90 degrees of a non-square image reach
     outside it and are filled by mirroring. All random numbers are drawn
     whatever the switches, so turning one feature off leaves the others' draws
-    unchanged.
+    unchanged; only a zoom (factor z, log-uniform in `zoom_range`: the matrix
+    is divided by z, so z > 1 magnifies) draws after them, and only when on,
+    so grids without it are those of earlier versions.
     """
     if h < 2 or w < 2:
         raise ValueError(f"grid needs h, w >= 2, got {h}x{w}")
@@ -113,6 +125,10 @@ def random_warp_grid(
     mirror = torch.rand(n, generator=generator, device=gen_device) < 0.5
     # The per-sample numbers are few: combine them on the CPU, move only the grid factors.
     coarse, angle, quarter, mirror = (t.cpu() for t in (coarse, angle, quarter, mirror))
+    zoom = torch.ones(n, dtype=f64)
+    if tuple(zoom_range) != (1.0, 1.0):
+        low, high = (math.log(z) for z in zoom_range)
+        zoom = torch.exp(_uniform(n, low, high, generator)).cpu()
     if not rot90:
         quarter = torch.zeros_like(quarter)
     if not flips:
@@ -125,6 +141,7 @@ def random_warp_grid(
     cos_t = torch.cos(angle) * cos_q - torch.sin(angle) * sin_q
     sin_t = torch.sin(angle) * cos_q + torch.cos(angle) * sin_q
     flip = torch.where(mirror, -1.0, 1.0).to(f64)
+    cos_t, sin_t = cos_t / zoom, sin_t / zoom
     half_x, half_y = (w - 1) / 2, (h - 1) / 2
     # The same matrix acting on normalised coordinates (x / half_x, y / half_y):
     # rows (x, y), columns (coefficient of x, coefficient of y).
@@ -214,6 +231,93 @@ def random_intensity(
     return (unit**gamma * span + low) * scale + shift
 
 
+# Stain vectors (rows: haematoxylin, eosin, DAB) in optical density, Ruifrok & Johnston 2001, as
+# scikit-image's rgb_from_hed: od = hed @ RGB_FROM_HED.
+RGB_FROM_HED = torch.nn.functional.normalize(
+    torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float64), dim=1)
+HED_FROM_RGB = torch.linalg.inv(RGB_FROM_HED)
+RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                          dtype=torch.float64)
+MIN_LIGHT = 1.0 / 512
+"""Transmitted light below this (black pixels) is clipped before taking optical densities."""
+
+
+def color_matrices(hue: torch.Tensor, saturation: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 3) matrices acting on RGB column vectors: hue rotated by `hue` radians and chroma
+    scaled by `saturation` in YIQ space (luma kept)."""
+    n = len(hue)
+    rot = torch.zeros(n, 3, 3, dtype=torch.float64)
+    rot[:, 0, 0] = 1.0
+    rot[:, 1, 1] = rot[:, 2, 2] = torch.cos(hue) * saturation
+    rot[:, 1, 2] = -torch.sin(hue) * saturation
+    rot[:, 2, 1] = torch.sin(hue) * saturation
+    return torch.linalg.inv(RGB_TO_YIQ) @ rot @ RGB_TO_YIQ
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(C, H, W) images blurred by a Gaussian of `sigma` px, mirrored at the edges."""
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    k = (k / k.sum()).to(images.device, images.dtype)
+    c = images.shape[0]
+    out = F.pad(images[None], (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(out, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)[0]
+
+
+def random_color(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    stain_scale: float = 0.0,
+    stain_shift: float = 0.0,
+    hue_deg: float = 0.0,
+    saturation: float = 0.0,
+    blur_sigma: float = 0.0,
+    blur_p: float = 0.0,
+) -> torch.Tensor:
+    """Per-sample colour change of (N, 3, H, W) RGB brightfield images in [0, 1], as H&E varies between labs.
+
+    In order: stain jitter in haematoxylin-eosin-DAB optical density (each stain's amount times
+    U(1 +- stain_scale) plus U(+-stain_shift), Tellez et al. 2018), hue turned by U(+-hue_deg) and
+    chroma scaled by U(1 +- saturation), and with probability blur_p a Gaussian blur of sigma
+    U(0, blur_sigma) px (focus). The result is clipped to [0, 1].
+    """
+    n, c = images.shape[:2]
+    if c != 3:
+        raise ValueError(f"colour augmentation needs RGB images (3 channels), got {c}")
+    alpha = _uniform(3 * n, 1 - stain_scale, 1 + stain_scale, generator).reshape(n, 3).cpu()
+    beta = _uniform(3 * n, -stain_shift, stain_shift, generator).reshape(n, 3).cpu()
+    hue = (_uniform(n, -1.0, 1.0, generator) * math.radians(hue_deg)).cpu()
+    sat = _uniform(n, 1 - saturation, 1 + saturation, generator).cpu()
+    sigma = _uniform(n, 0.0, blur_sigma, generator).cpu()
+    blur = (torch.rand(n, generator=generator, device=generator.device) < blur_p).cpu()
+    # od (N, H, W, 3) -> stains -> od: one matrix per sample, diag(alpha) folded in.
+    stain = HED_FROM_RGB[None] * alpha[:, None, :] @ RGB_FROM_HED
+    offset = beta @ RGB_FROM_HED
+    dt, dev = images.dtype, images.device
+    od = -torch.log(images.clamp(MIN_LIGHT, 1.0)).permute(0, 2, 3, 1)
+    od = torch.einsum("nhwc,ncd->nhwd", od, stain.to(dev, dt)) + offset.to(dev, dt)[:, None, None]
+    rgb = torch.exp(-od)
+    rgb = torch.einsum("nhwc,ndc->ndhw", rgb, color_matrices(hue, sat).to(dev, dt))
+    out = []
+    for i in range(n):
+        sample = rgb[i]
+        if blur[i] and sigma[i] >= 0.3:
+            sample = gaussian_blur(sample, float(sigma[i]))
+        out.append(sample)
+    return torch.stack(out).clamp(0.0, 1.0)
+
+
+def augment_images(images: torch.Tensor, generator: torch.Generator, params: AugmentParams) -> torch.Tensor:
+    """The value changes of a warped batch: colour (when `params.color` is set), then grey values."""
+    if params.color:
+        images = random_color(images, generator, **params.color)
+    return random_intensity(images, generator, scale_range=params.scale_range, shift_range=params.shift_range,
+                            gamma_range=params.gamma_range)
+
+
 def augment_batch(
     images: torch.Tensor,
     labels: torch.Tensor | None,
@@ -237,17 +341,11 @@ def augment_batch(
         max_rotation_deg=params.max_rotation_deg,
         flips=params.flips,
         rot90=params.rot90,
+        zoom_range=params.zoom_range,
         device=images.device,
         dtype=images.dtype,
     )
     out_images, out_labels, out_weights = apply_warp(
         images, labels, weights, grid, image_mode=params.image_mode
     )
-    out_images = random_intensity(
-        out_images,
-        generator,
-        scale_range=params.scale_range,
-        shift_range=params.shift_range,
-        gamma_range=params.gamma_range,
-    )
-    return out_images, out_labels, out_weights
+    return augment_images(out_images, generator, params), out_labels, out_weights

@@ -63,7 +63,7 @@ from biounet.read.files import (
     read_labels,
     to_instances,
 )
-from biounet.train.augment import AugmentParams, apply_warp, random_intensity, random_warp_grid
+from biounet.train.augment import AugmentParams, apply_warp, augment_images, random_warp_grid
 from biounet.train.targets import (
     IGNORE_INDEX,
     binary_target,
@@ -206,6 +206,7 @@ class ArraySource:
     name: str
     image: np.ndarray  # (C, H, W) float32, normalised
     targets: Targets
+    areas: np.ndarray | None = None  # the objects' areas in px
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -231,7 +232,17 @@ def array_source(name: str, image: np.ndarray, labels: np.ndarray, spec: TargetS
     _check_shapes(name, image.shape[-2:], labels.shape)
     if stats is None:
         stats = normalization_stats(image.reshape(image.shape[0], -1).astype(np.float64), normalization)
-    return ArraySource(name, normalize(image, stats), make_targets(labels, spec, cache=True))
+    inst = to_instances(labels, spec.ignore, spec.labels)
+    areas = np.bincount(inst[inst > 0].ravel())[1:]
+    return ArraySource(name, normalize(image, stats), make_targets(labels, spec, cache=True), areas[areas > 0])
+
+
+def object_diameter(sources: Sequence[Source]) -> float | None:
+    """Median equivalent diameter (px) of the labelled objects of the in-memory sources (None if none)."""
+    areas = [s.areas for s in sources if getattr(s, "areas", None) is not None and len(s.areas)]
+    if not areas:
+        return None
+    return round(float(np.median(2 * np.sqrt(np.concatenate(areas) / np.pi))), 2)
 
 
 class LazySource:
@@ -446,7 +457,7 @@ class PatchDataset(IterableDataset):
             a = self.augment
             grid = random_warp_grid(
                 len(image), t, t, generator, sigma=a.sigma, points=a.points, max_rotation_deg=a.max_rotation_deg,
-                flips=a.flips, rot90=a.rot90, device=image.device,
+                flips=a.flips, rot90=a.rot90, zoom_range=a.zoom_range, device=image.device,
             )
             image, _, _ = apply_warp(image, None, None, grid, image_mode=a.image_mode)
             inner = grid[:, m : m + o, m : m + o].contiguous()
@@ -457,8 +468,7 @@ class PatchDataset(IterableDataset):
             else:
                 _, target, weight = apply_warp(None, target, weight, inner)
                 mask = target != IGNORE_INDEX
-            image = random_intensity(image, generator, scale_range=a.scale_range, shift_range=a.shift_range,
-                                     gamma_range=a.gamma_range)
+            image = augment_images(image, generator, a)
         weight = weight * mask
         if self.target != "distance":
             target = target.long()

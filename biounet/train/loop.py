@@ -66,6 +66,7 @@ from biounet.train.data import (
     load_examples,
     load_sources,
     make_loader,
+    object_diameter,
 )
 from biounet.train.loss import Loss
 
@@ -115,6 +116,8 @@ class TrainConfig:
     time_budget: stop once the training steps have used this many CPU seconds (of the training
     process, all its threads; validation, checkpoints and the data workers are not counted), then
     validate and keep the best model as at the last iteration.
+    pixel_size: the training images' pixel size, um/px, recorded in the model (with the labels'
+    median object diameter) so that `segment` can run it at that scale.
     """
 
     images: str
@@ -158,6 +161,7 @@ class TrainConfig:
     encoder: str | None = None
     encoder_weights: str | None = None
     time_budget: float | None = None
+    pixel_size: float | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -198,6 +202,8 @@ class TrainConfig:
             raise DataError("--encoder-weights needs --encoder NAME (the encoder they belong to)")
         if self.width is None:
             self.width = 16 if self.encoder else 64
+        if self.pixel_size is not None and not self.pixel_size > 0:
+            raise DataError(f"--pixel-size {self.pixel_size}: give the images' pixel size in um/px, e.g. 0.25")
         if self.time_budget is not None and self.time_budget <= 0:
             raise DataError(f"--time-budget {self.time_budget}: give a positive number of CPU seconds")
         try:
@@ -516,7 +522,8 @@ def train(config: TrainConfig) -> Path:
     # An encoder U-Net learns from the whole patch (its loss on every pixel); the U-Net from what it keeps.
     out_size = tile if config.encoder else geometry.output_size(tile)
     spec = ModelSpec(unet=unet, target=config.target, classes=list(classes), postprocess=dict(post),
-                     normalization=dict(config.normalization))
+                     normalization=dict(config.normalization), pixel_size=config.pixel_size,
+                     diameter=object_diameter(sources))
 
     net = build_network(unet)
     if config.init and saved is None:

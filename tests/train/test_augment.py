@@ -9,7 +9,13 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 
 from biounet.train.augment import (
+    HE_COLOR,
+    RGB_FROM_HED,
+    RGB_TO_YIQ,
     AugmentParams,
+    color_matrices,
+    gaussian_blur,
+    random_color,
     apply_warp,
     augment_batch,
     random_intensity,
@@ -183,3 +189,59 @@ def test_intensity_changes(pair):
     order = torch.argsort(flat_in)
     assert torch.all(torch.diff(flat_out[order]) >= -1e-5)
     assert changed.amin() >= low * 1.1 - 0.1 - 1e-4 and changed.amax() <= high * 1.1 + 0.1 + 1e-4
+
+
+def _he_batch(shared_data, n: int = 4) -> torch.Tensor:
+    image = tifffile.imread(next(iter(sorted((shared_data / "monuseg/train/images").glob("*.tif")))))[:128, :128]
+    return torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None].repeat(n, 1, 1, 1)
+
+
+def test_random_color_identity_and_reproducible(shared_data):
+    x = _he_batch(shared_data)
+    assert torch.allclose(random_color(x, gen(1)), x, atol=1e-5)  # every change off
+    first = random_color(x, gen(5), **HE_COLOR)
+    assert torch.equal(first, random_color(x, gen(5), **HE_COLOR))
+    assert not torch.equal(first, random_color(x, gen(6), **HE_COLOR))
+    assert first.min() >= 0 and first.max() <= 1
+    changed = (first - x).abs().mean(dim=(1, 2, 3))
+    assert (changed > 1e-3).all() and (changed < 0.2).all()  # visible but still H&E
+    with pytest.raises(ValueError, match="RGB"):
+        random_color(x[:, :1], gen(), **HE_COLOR)
+
+
+def test_stain_jitter_keeps_white_and_scales_haematoxylin():
+    white = torch.ones(2, 3, 8, 8)
+    assert torch.allclose(random_color(white, gen(3), stain_scale=0.3), white)  # no stain stays no stain
+    # a pure haematoxylin colour: scaling the stain amount by a moves the optical density by a
+    od = RGB_FROM_HED[0] * 0.8
+    pixel = torch.exp(-od).float().view(1, 3, 1, 1).expand(1, 3, 4, 4).contiguous()
+    out = random_color(pixel, gen(4), stain_scale=0.3)
+    ratio = (-torch.log(out[0, :, 0, 0].double())) / od
+    assert torch.allclose(ratio, ratio[0].expand(3), atol=1e-4) and 0.7 <= ratio[0] <= 1.3 and abs(ratio[0] - 1) > 1e-3
+
+
+def test_color_matrices_keep_luma_and_remove_chroma_at_zero_saturation():
+    rgb = torch.rand(3, 50, dtype=torch.float64)
+    grey = color_matrices(torch.tensor([0.4]), torch.tensor([0.0]))[0] @ rgb
+    luma = RGB_TO_YIQ[0] @ rgb
+    assert torch.allclose(grey, luma.expand(3, -1), atol=1e-6)
+    turned = color_matrices(torch.tensor([0.4]), torch.tensor([1.0]))[0] @ rgb
+    assert torch.allclose(RGB_TO_YIQ[0] @ turned, luma, atol=1e-6) and not torch.allclose(turned, rgb)
+
+
+def test_gaussian_blur_keeps_the_mean_and_smooths():
+    x = torch.rand(3, 64, 64)
+    y = gaussian_blur(x, 1.5)
+    assert y.shape == x.shape and torch.allclose(gaussian_blur(torch.full((3, 16, 16), 0.3), 2.0), torch.tensor(0.3))
+    assert y.std() < 0.5 * x.std() and abs(float(y.mean() - x.mean())) < 0.01
+
+
+def test_zoom_scales_the_sampling_grid_about_the_centre():
+    plain = random_warp_grid(2, 33, 33, gen(9), sigma=0.0)
+    zoomed = random_warp_grid(2, 33, 33, gen(9), sigma=0.0, zoom_range=(2.0, 2.0))
+    assert torch.allclose(zoomed, plain / 2, atol=1e-6)  # magnified 2x: half the reach
+    # off, the draws are those of earlier versions; on, the factor is log-uniform in the range
+    assert torch.equal(random_warp_grid(2, 33, 33, gen(9), sigma=0.0, zoom_range=(1.0, 1.0)), plain)
+    ranged = random_warp_grid(64, 33, 33, gen(9), sigma=0.0, zoom_range=(0.5, 2.0))
+    factor = plain[:1, 0, 0, 0].abs() / ranged[:, 0, 0, 0].abs()
+    assert factor.min() >= 0.5 - 1e-4 and factor.max() <= 2.0 + 1e-4 and (factor < 1).any() and (factor > 1).any()

@@ -186,6 +186,51 @@ def test_normalize_over_option(crops, tmp_path):
     assert r.returncode == 2 and "another run" in r.output and "normalization" in r.output
 
 
+@pytest.fixture(scope="module")
+def he_crops(shared_data: Path, tmp_path_factory) -> Path:
+    """256 x 256 crops of 3 real MoNuSeg H&E tiles (RGB uint8) and their labels."""
+    root = tmp_path_factory.mktemp("monuseg")
+    src = shared_data / "monuseg" / "train"
+    for sub in ("images", "labels"):
+        (root / sub).mkdir()
+    for path in sorted((src / "images").glob("*.tif"))[:3]:
+        tifffile.imwrite(root / "images" / path.name, tifffile.imread(path)[:256, :256], photometric="rgb")
+        tifffile.imwrite(root / "labels" / path.name, tifffile.imread(src / "labels" / path.name)[:256, :256])
+    return root
+
+
+def test_he_options_record_scale_range_and_colour(he_crops, tmp_path):
+    out = tmp_path / "he.pt"
+    r = cli("train", "--images", he_crops / "images", "--labels", he_crops / "labels", "--out", out, "--width", "4",
+            "--iterations", "2", "--tile", "220", "--workers", "0", "--value-range", "0", "255", "--color-augment",
+            "he", "--zoom", "0.8", "1.25", "--pixel-size", "0.25", "--target", "3class", "--quiet")
+    assert r.returncode == 0, r.output
+    net, spec = load_model(out)
+    assert spec.unet.in_channels == 3
+    assert spec.normalization["method"] == "fixed" and (spec.normalization["low"], spec.normalization["high"]) == (0, 255)
+    assert spec.pixel_size == 0.25
+    # the median equivalent diameter of the crops' labelled nuclei, measured independently
+    labels = [tifffile.imread(p) for p in sorted((he_crops / "labels").glob("*.tif"))]
+    areas = np.concatenate([np.bincount(lab.ravel())[1:] for lab in labels])
+    assert spec.diameter == pytest.approx(np.median(2 * np.sqrt(areas[areas > 0] / np.pi)), abs=0.01)
+    assert 10 < spec.diameter < 40  # 40x H&E nuclei
+    augment = read_checkpoint(checkpoint_path(out))["config"]["augment"]
+    assert augment["color"]["stain_scale"] > 0 and augment["zoom_range"] == [0.8, 1.25]
+    r = cli("train", "--images", he_crops / "images", "--labels", he_crops / "labels", "--out", tmp_path / "x.pt",
+            "--value-range", "255", "0")
+    assert r.returncode == 2 and "--value-range" in r.output
+    r = cli("train", "--images", he_crops / "images", "--labels", he_crops / "labels", "--out", tmp_path / "x.pt",
+            "--pixel-size", "0")
+    assert r.returncode == 2 and "--pixel-size" in r.output
+
+
+def test_colour_augmentation_needs_rgb(crops, tmp_path):
+    r = cli("train", "--images", crops / "train/images", "--labels", crops / "train/labels", "--out",
+            tmp_path / "g.pt", "--width", "4", "--iterations", "1", "--tile", "220", "--workers", "0",
+            "--color-augment", "he", "--quiet")
+    assert r.returncode != 0 and "RGB" in r.output and "Traceback" not in r.output
+
+
 def _encoder_config(crops: Path, out: Path, iterations: int, **options) -> TrainConfig:
     return TrainConfig(
         images=crops / "train/images", labels=crops / "train/labels", out=out, target="3class", encoder="resnet18",
