@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from biounet.model.unet import UNet
-from biounet.predict.device import cpu_threads
+from biounet.runtime.devices import cpu_threads
 from biounet.train.data import PatchDataset, TargetSpec, load_sources, make_loader
 from biounet.train.loss import Loss
 

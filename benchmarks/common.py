@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from benchmarks.make_slide import write_slide
+from benchmarks.quiet import Quietness
 
 ROOT = Path(__file__).resolve().parents[1]
 MP = 1e6
@@ -52,6 +53,7 @@ class Section:
     command: str
     lines: list[str] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
+    quiet: "Quietness | None" = None  # what other work did while the section ran
 
     def table(self, header: list[str], rows: list[list[str]]) -> None:
         self.lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -87,7 +89,7 @@ class Context:
     def warm_up(self) -> None:
         """One untimed `segment` of a small slide, so the timed runs find the network's
         kernels set up, as the bare network and MONAI do after their warm-up call."""
-        from biounet.segment import segment
+        from biounet.pipeline.segment import segment
 
         segment(self.slide(self.sizes["warm_up"]), self.output("warm-up.ome.zarr"), model=self.model, progress=False)
 
@@ -105,7 +107,8 @@ def threshold_model(path: Path, threshold: float = 0.5, normalization: dict | No
     """
     import torch
 
-    from biounet.model.file import ModelSpec, save_model
+    from biounet.model.file import save_model
+    from biounet.model.spec import ModelSpec
     from biounet.model.unet import UNet
 
     net = UNet(width=2)

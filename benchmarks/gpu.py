@@ -40,7 +40,8 @@ def device_here() -> str:
 
 def random_unet(path: Path, width: int) -> Path:
     """A random-weight original U-Net (depth 5, valid) of `width`, saved as a model file."""
-    from biounet.model.file import ModelSpec, save_model
+    from biounet.model.file import save_model
+    from biounet.model.spec import ModelSpec
     from biounet.model.unet import UNet
 
     torch.manual_seed(0)
@@ -113,7 +114,7 @@ class GpuSampler:
 
 def run_segment(slide: Path, out: Path, model: Path, device: str, precision: str = "auto") -> tuple[float, float | None]:
     """Seconds `segment` reports, and the GPU's mean busy fraction meanwhile."""
-    from biounet.segment import segment
+    from biounet.pipeline.segment import segment
 
     shutil.rmtree(out, ignore_errors=True)
     with GpuSampler() as sampler:
@@ -199,8 +200,8 @@ def train_rate(width: int, device: str, precision: str, tile: int, batch: int, s
 
 def measure(ctx: Context) -> Section:
     from biounet.model.file import default_model_path
+    from biounet.plan.gpu import choose_precision
     from biounet.plan.run import make_run
-    from biounet.predict.gpu import choose_precision
 
     device = device_here()
     capability = torch.cuda.get_device_capability(0) if device == "cuda" else None

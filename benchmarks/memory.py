@@ -9,8 +9,18 @@ activations add a constant that does not grow with the slide.
 
 from __future__ import annotations
 
-from benchmarks.common import (GIB, MP, Context, Section, Stats, Target, biounet_cmd, run_child, segment_seconds,
-                               threshold_model)
+from benchmarks.common import (
+    GIB,
+    MP,
+    Context,
+    Section,
+    Stats,
+    Target,
+    biounet_cmd,
+    run_child,
+    segment_seconds,
+    threshold_model,
+)
 
 PERCENTILE = {"method": "percentile", "low": 1.0, "high": 99.8}
 

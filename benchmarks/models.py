@@ -27,8 +27,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "biounet-models")
     args = parser.parse_args()
 
-    from biounet.runtime import tune_malloc
-    from biounet.segment import segment
+    from biounet.pipeline.segment import segment
+    from biounet.runtime.process import tune_malloc
 
     tune_malloc()
     args.workdir.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,11 @@ import time
 
 import torch
 
+from biounet.model.config import UNetConfig
 from biounet.model.flops import forward_flops
-from biounet.model.unet import UNet, UNetConfig
-from biounet.predict.device import cpu_threads
-from biounet.runtime import allocator, tune_malloc
+from biounet.model.unet import UNet
+from biounet.runtime.devices import cpu_threads
+from biounet.runtime.process import allocator, tune_malloc
 
 VARIANTS = ("nchw", "channels_last", "compile")
 

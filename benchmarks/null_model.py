@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from biounet.model.file import ModelSpec, save_model
+from biounet.model.file import save_model
 from biounet.model.null import NullUNet, null_config
+from biounet.model.spec import ModelSpec
 
 PERCENTILE = {"method": "percentile", "low": 1.0, "high": 99.8}
 

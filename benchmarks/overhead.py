@@ -1,6 +1,6 @@
 """1. Pipeline overhead: `segment` against the bare network over the same tiles.
 
-Both run in this process with the same threads: `biounet.segment` (read,
+Both run in this process with the same threads: `biounet.pipeline.segment` (read,
 normalise, mirror, tile, predict, classes, instances, pyramids, object table)
 and a loop that only calls the network on batches of the same number and
 size of tiles the plan uses. Both warm: the bare loop after one untimed call,
@@ -16,10 +16,11 @@ import torch
 
 from benchmarks.common import MP, Context, Section, Stats, Target, ratio_stats, timed
 from biounet.model.file import load_model
-from biounet.predict.device import prepare, resolve_device, run
+from biounet.pipeline.segment import segment
 from biounet.plan.blocks import tile_window
 from biounet.plan.run import make_run
-from biounet.segment import segment
+from biounet.predict.device import prepare, run
+from biounet.runtime.devices import resolve_device
 
 
 def tile_counts(plan) -> list[int]:

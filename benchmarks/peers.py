@@ -18,8 +18,9 @@ import torch
 from benchmarks.common import MP, Context, Section, Stats, Target, ratio_stats, timed
 from biounet.model.file import default_model_path, load_model
 from biounet.model.unet import UNet
-from biounet.predict.device import prepare, resolve_device
-from biounet.segment import segment
+from biounet.pipeline.segment import segment
+from biounet.predict.device import prepare
+from biounet.runtime.devices import resolve_device
 
 ROI, OVERLAP, SW_BATCH = 512, 0.25, 4
 

@@ -19,8 +19,18 @@ import json
 import shutil
 import sys
 
-from benchmarks.common import (GIB, MP, Context, Section, Stats, Target, biounet_cmd, ratio_stats, run_child,
-                               segment_seconds)
+from benchmarks.common import (
+    GIB,
+    MP,
+    Context,
+    Section,
+    Stats,
+    Target,
+    biounet_cmd,
+    ratio_stats,
+    run_child,
+    segment_seconds,
+)
 from benchmarks.null_model import null_model
 
 SERIAL = ("setup", "merge", "table", "metadata")

@@ -10,7 +10,7 @@ import sys
 import time
 
 start = time.perf_counter()
-from biounet.segment import segment  # noqa: E402
+from biounet.pipeline.segment import segment  # noqa: E402
 
 imported = time.perf_counter()
 slide, out, model, *rest = sys.argv[1:]

@@ -7,13 +7,10 @@ on first use: importing `biounet` (and so starting the `biounet` command for
 
 from __future__ import annotations
 
-import sys
-import types
-
-from biounet.version import __version__  # noqa: E402
+__version__ = "0.1.0"
 
 # name -> (module, attribute), imported on first access
-_LAZY = {"segment": ("biounet.segment", "segment"), "open_image": ("biounet.read.image", "open_image")}
+_LAZY = {"segment": ("biounet.pipeline.segment", "segment"), "open_image": ("biounet.read.image", "open_image")}
 
 __all__ = ["__version__", "open_image", "segment"]
 
@@ -31,20 +28,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
-
-
-class _Package(types.ModuleType):
-    """`biounet.segment` stays the function, as it was with eager imports.
-
-    Importing the submodule `biounet.segment` makes Python set it as the
-    package's attribute `segment`; that would hide the function from a later
-    `from biounet import segment`. The submodule stays in sys.modules.
-    """
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

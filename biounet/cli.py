@@ -15,14 +15,14 @@ from pathlib import Path
 import click
 
 from biounet import __version__
-from biounet.predict.tta import TTA_MODES  # torch-free
+from biounet.plan.options import TTA_MODES  # torch-free
 
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # biounet.predict.gpu.PRECISIONS, without importing torch here
-ZOO_WEIGHTS = ("pytorch_state_dict", "torchscript")  # biounet.zoo.load.RUNNABLE
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # biounet.plan.options.PRECISIONS, without importing torch here
+ZOO_WEIGHTS = ("pytorch_state_dict", "torchscript")  # biounet.model.zoo_load.RUNNABLE
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
@@ -31,14 +31,14 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 # specific class of an error's MRO that is listed wins.
 USER_ERRORS = {
     "biounet.read.image.ImageUsageError": EXIT_USAGE, "biounet.plan.run.UsageError": EXIT_USAGE,
-    "biounet.model.geometry.TileSizeError": EXIT_USAGE, "biounet.predict.device.DeviceError": EXIT_USAGE,
-    "biounet.model.file.ModelNotFoundError": EXIT_USAGE, "biounet.model.file.ModelUsageError": EXIT_USAGE,
+    "biounet.model.geometry.TileSizeError": EXIT_USAGE, "biounet.runtime.devices.DeviceError": EXIT_USAGE,
+    "biounet.model.spec.ModelNotFoundError": EXIT_USAGE, "biounet.model.spec.ModelUsageError": EXIT_USAGE,
     "biounet.zoo.arch.ExportError": EXIT_USAGE, "biounet.write.store.OutputError": EXIT_USAGE,
     "biounet.write.runfolder.ResumeError": EXIT_USAGE, "biounet.read.files.DataError": EXIT_USAGE,
     "biounet.train.loop.CheckpointError": EXIT_USAGE, "biounet.napari.view.ViewNotFoundError": EXIT_USAGE,
-    "biounet.read.image.ImageReadError": EXIT_RUNTIME, "biounet.model.file.ModelFileError": EXIT_RUNTIME,
-    "biounet.napari.view.ViewError": EXIT_RUNTIME, "biounet.zoo.ZooNotInstalled": EXIT_RUNTIME,
-    "biounet.models.ModelNameError": EXIT_USAGE, "biounet.model.encoders.EncoderError": EXIT_USAGE,
+    "biounet.read.image.ImageReadError": EXIT_RUNTIME, "biounet.model.spec.ModelFileError": EXIT_RUNTIME,
+    "biounet.napari.view.ViewError": EXIT_RUNTIME, "biounet.model.zoo_package.ZooNotInstalled": EXIT_RUNTIME,
+    "biounet.model.names.ModelNameError": EXIT_USAGE, "biounet.model.encoders.EncoderError": EXIT_USAGE,
     "biounet.model.pretrained.EncoderWeightsError": EXIT_USAGE,
 }
 
@@ -58,7 +58,7 @@ def _exit_code(err: BaseException) -> int | None:
 
 def _is_task_error(err: BaseException) -> bool:
     """A task (a block's prediction, labelling, ...) that failed, named in the message."""
-    return any(f"{k.__module__}.{k.__qualname__}" == "biounet.pipeline.local.TaskError" for k in type(err).__mro__)
+    return any(f"{k.__module__}.{k.__qualname__}" == "biounet.pipeline.errors.TaskError" for k in type(err).__mro__)
 
 
 def _one_line(message: str) -> str:
@@ -97,7 +97,7 @@ def _settle_zarr(timeout: float = 5.0) -> None:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """biounet's own warnings as one line on stderr; others as Python shows them."""
-    from biounet.notices import BiounetWarning
+    from biounet.runtime.notices import BiounetWarning
 
     if issubclass(category, BiounetWarning):
         click.echo(f"biounet: warning: {_one_line(message)}", err=True)
@@ -198,7 +198,8 @@ def segment(inputs: tuple[Path, ...], output, output_dir, model, weights, tile, 
         raise click.UsageError("--qc-png names one file: use it with one INPUT")
     if not (part or finalize):
         _check_paths(inputs, outputs, overwrite)
-    from biounet.segment import describe_tasks, segment as run
+    from biounet.pipeline.segment import describe_tasks
+    from biounet.pipeline.segment import segment as run
 
     def say(message: str) -> None:
         click.echo(f"biounet: {message}", err=True)
@@ -223,7 +224,7 @@ def segment(inputs: tuple[Path, ...], output, output_dir, model, weights, tile, 
 
 def _outputs(inputs: tuple[Path, ...], output: Path | None, output_dir: Path | None) -> list[Path]:
     """Each input's output: -o (one input), else named after the input, beside it or in --output-dir."""
-    from biounet.outputs import default_output
+    from biounet.plan.outputs import default_output
 
     if output is not None:
         if len(inputs) > 1:
@@ -249,7 +250,7 @@ def _check_paths(inputs: tuple[Path, ...], outputs: list[Path], overwrite: bool)
     """The usage errors that need no model, before the pipeline (torch) is loaded: a missing
     input, an existing output that is complete or no biounet output (without --overwrite).
     segment checks them again; an unfinished output is resumed."""
-    from biounet.outputs import output_status
+    from biounet.plan.outputs import output_status
 
     for input, out in zip(inputs, outputs):
         if not input.exists():
@@ -303,11 +304,13 @@ def view(output: Path | None, contour: int, screenshot: Path | None, remember_re
         raise click.UsageError(f"--contour {contour}: use 0 (filled) or a width in pixels")
     if output is None and not remember_reader:
         raise click.UsageError("Missing argument 'OUTPUT'.")
-    from biounet.napari.view import ViewError, view as run
+    from biounet.napari.view import ViewError
+    from biounet.napari.view import view as run
 
     if remember_reader:
         try:
-            from biounet.napari import FOLDER_PATTERN, remember_reader as remember
+            from biounet.napari import FOLDER_PATTERN
+            from biounet.napari import remember_reader as remember
 
             remember()
         except ImportError as err:
@@ -322,7 +325,7 @@ def view(output: Path | None, contour: int, screenshot: Path | None, remember_re
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def system(as_json: bool) -> None:
     """What biounet runs on here: CPU, cores, torch, device and memory allocator."""
-    from biounet.runtime import describe
+    from biounet.runtime.machine import describe
 
     _echo_summary(describe(), as_json)
 
@@ -347,12 +350,12 @@ def info(path: Path | None, model: str | None, as_json: bool) -> None:
     kind = _file_kind(Path(model)) if model is not None and Path(model).exists() else (
         "model" if model is not None else _file_kind(path))
     if kind == "package":
-        from biounet.zoo.load import describe_package
+        from biounet.model.zoo_load import describe_package
 
         summary = describe_package(Path(model) if model is not None else path)
     elif kind == "model":
         from biounet.model.file import read_model_payload
-        from biounet.models import SHIPPED, resolve_model
+        from biounet.model.names import SHIPPED, resolve_model
 
         resolved = resolve_model(model if model is not None else path)
         payload = read_model_payload(resolved)
@@ -371,7 +374,7 @@ def info(path: Path | None, model: str | None, as_json: bool) -> None:
 
 
 def _shipped_names() -> tuple[str, ...]:
-    from biounet.models import SHIPPED
+    from biounet.model.names import SHIPPED
 
     return tuple(SHIPPED)
 
@@ -396,7 +399,7 @@ def _file_kind(path: Path) -> str:
     open_image says what is wrong), "model" (torch.save's zip or legacy pickle) or "other"."""
     import zipfile
 
-    from biounet.zoo import is_package
+    from biounet.model.zoo_package import is_package
 
     if is_package(path):
         return "package"
@@ -443,7 +446,7 @@ def export(model: str, output: Path, test_image, documentation, name, authors, l
     """Write MODEL (a model file, or a shipped model's name: nuclei, membranes) as a bioimage.io
     (BioImage Model Zoo) package: pytorch_state_dict and torchscript weights, test tensors from a
     real image, biounet's post-processing in its config."""
-    from biounet.models import resolve_model
+    from biounet.model.names import resolve_model
 
     model = resolve_model(model)
     if not model.exists():
@@ -555,7 +558,8 @@ def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over,
     from click.core import ParameterSource
 
     from biounet.model.file import read_model_payload
-    from biounet.train.loop import TrainConfig, config_from_checkpoint, train as run
+    from biounet.train.loop import TrainConfig, config_from_checkpoint
+    from biounet.train.loop import train as run
 
     fields = {_TRAIN_FIELDS[k]: ((list(v) or None) if k == "channel" else v) for k, v in options.items()}
     if options["encoder"] is not None:
@@ -631,7 +635,7 @@ def evaluate(labels: Path, pred, model, weights, images, csv_path, membrane, ign
     from biounet.evaluate.run import evaluate as run
 
     if pred is None:
-        from biounet.models import resolve_model
+        from biounet.model.names import resolve_model
 
         model = resolve_model(model)
     table = run(labels, pred_dir=pred, model=model, images_dir=images, membrane=membrane, ignore=ignore,
@@ -669,8 +673,9 @@ def tune(models: tuple[str, ...], images: Path, labels: Path, out: Path | None, 
     """
     import time
 
-    from biounet.evaluate.tune import format_cross_fit, tune as run, tune_cross_fit
-    from biounet.models import resolve_model
+    from biounet.evaluate.tune import format_cross_fit, tune_cross_fit
+    from biounet.evaluate.tune import tune as run
+    from biounet.model.names import resolve_model
 
     if out is None and not cross_fit:
         raise click.UsageError("missing option --out (the tuned copy to write), or pass --cross-fit to only report")

@@ -7,7 +7,7 @@ as a tiled, pyramidal OME-TIFF (0.65 um pixels), plus mosaic_labels.tif.
 import argparse
 from pathlib import Path
 
-from biounet.mosaic import make_mosaic
+from biounet.demo.mosaic import make_mosaic
 
 HERE = Path(__file__).resolve().parent
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from biounet.model.file import ModelSpec, build_network, save_model
-from biounet.model.unet import UNetConfig
+from biounet.model.config import UNetConfig
+from biounet.model.file import build_network, save_model
+from biounet.model.spec import ModelSpec
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

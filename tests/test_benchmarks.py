@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
 from benchmarks.__main__ import SECTIONS, render
 from benchmarks.common import ROOT, Section, Stats, Target, ratio_stats, segment_seconds
+from benchmarks.quiet import Quietness, between, machine_busy_seconds, snapshot
 
 
 def test_stats_and_ratios():
@@ -36,7 +39,9 @@ def test_smoke_suite_writes_every_section(tmp_path):
     assert len(rows) >= 8
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert re.search(r"\d", cells[1]) and cells[3] in ("yes", "no"), row
+        assert re.search(r"\d", cells[1]) and cells[3] in ("yes", "no", "not claimed (busy machine)"), row
+        assert cells[4].endswith("cores"), row
+    assert "While this section ran, other work used" in text
 
 
 def test_gpu_section_runs_on_the_cpu(tmp_path):
@@ -59,8 +64,45 @@ def test_render_lists_targets():
     section = Section("X", "cmd", ["body"], [Target("speed", "2.0", ">= 1.5", True)])
     args = type("A", (), {"repeats": 3})()
     text = render([section], {"cpu": "test"}, args, 60.0)
-    assert "| speed | 2.0 | >= 1.5 | yes |" in text and "## X" in text and "- cpu: test" in text
+    assert "| speed | 2.0 | >= 1.5 | yes | - |" in text and "## X" in text and "- cpu: test" in text
     assert SECTIONS[0] == "overhead"
+
+
+def test_a_target_measured_beside_other_work_is_not_claimed():
+    args = type("A", (), {"repeats": 3})()
+    rows = {}
+    for other_cpu in (1.0, 60.0):  # over 100 s: 0.01 cores (quiet), 0.6 cores (busy)
+        section = Section("X", "cmd", [], [Target("speed", "2.0", ">= 1.5", True), Target("slow", "1.0", ">= 1.5", False)])
+        section.quiet = Quietness(100.0, other_cpu, 0.1, 0.2)
+        rows[other_cpu] = [line for line in render([section], {}, args, 1.0).splitlines() if line.startswith("| s")]
+    assert rows[1.0] == ["| speed | 2.0 | >= 1.5 | yes | 0.01 cores |", "| slow | 1.0 | >= 1.5 | no | 0.01 cores |"]
+    assert rows[60.0] == ["| speed | 2.0 | >= 1.5 | not claimed (busy machine) | 0.60 cores |",
+                          "| slow | 1.0 | >= 1.5 | not claimed (busy machine) | 0.60 cores |"]
+
+
+def test_machine_busy_time_from_proc_stat():
+    tick = os.sysconf("SC_CLK_TCK")
+    line = f"cpu  {10 * tick} {2 * tick} {3 * tick} {1000 * tick} {7 * tick} {1 * tick} {1 * tick} {1 * tick} 0 0\ncpu0 1 2 3\n"
+    assert machine_busy_seconds(line) == pytest.approx(10 + 2 + 3 + 1 + 1 + 1)  # idle and iowait left out
+
+
+def test_other_work_is_seen_and_ours_is_not():
+    """A process burning a core beside us makes an interval busy; our own work does not."""
+    spin = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 3: pass"])
+    try:
+        time.sleep(0.5)
+        before = snapshot()
+        time.sleep(2.0)
+        busy = between(before, snapshot())
+    finally:
+        spin.wait()
+    assert busy.other_cores > 0.4 and not busy.quiet, busy.describe()
+    before = snapshot()
+    t = time.process_time()
+    while time.process_time() - t < 1.0:  # this process's own work
+        pass
+    ours = between(before, snapshot())
+    assert ours.other_cpu < ours.seconds  # our second of CPU is not counted as other work
 
 
 def test_merge_replaces_rows_in_place_and_keeps_other_sections():

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from biounet.outputs import default_output, table_path
+from biounet.plan.outputs import default_output, table_path
 from tests.conftest import invoke
 from tests.conftest import run_biounet as biounet
 
@@ -31,9 +31,10 @@ def test_importing_biounet_and_its_cli_loads_no_heavy_module():
 
 
 def test_public_api_still_imports():
-    code = ("from biounet import segment, open_image; import biounet.segment, biounet; "
+    code = ("from biounet import segment, open_image; import biounet.pipeline.segment, biounet; "
             "from biounet import segment as again; "
-            "print(callable(segment), segment is again is biounet.segment, open_image.__name__)")
+            "print(callable(segment), segment is again is biounet.segment is biounet.pipeline.segment.segment, "
+            "open_image.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True", "open_image"]
 

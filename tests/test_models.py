@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tifffile
 
-import biounet.models as models
+import biounet.model.names as models
 from biounet.model.file import default_model_path, load_model
-from biounet.models import ModelNameError, resolve_model
+from biounet.model.names import ModelNameError, resolve_model
 from biounet.plan.run import file_digest
 from biounet.write.runfolder import RunFolder
 from tests.conftest import invoke, run_biounet

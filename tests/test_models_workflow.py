@@ -28,9 +28,32 @@ def test_list_names_every_run(tmp_path):
     r = models_sh(tmp_path, "list")
     assert r.returncode == 0, r.stderr
     assert [line.split()[0] for line in r.stdout.splitlines()][:2] == ["membranes", "membranes-w32"]
-    assert "nuclei-binary-w16" in r.stdout and "nuclei-distance-w16" in r.stdout
+    assert "nuclei-binary-w16" in r.stdout and "nuclei-distance-w16" in r.stdout and "he-w16-dsb" in r.stdout
     r = models_sh(tmp_path, "nuclei-w64")
     assert r.returncode == 2 and "unknown run 'nuclei-w64'" in r.stderr
+
+
+def test_he_splits_hold_every_organ_group_in_each_half(shared_data, tmp_path):
+    """MoNuSeg's 30 tiles: 8 choose (2 of each large organ group), cross-fitting's halves (names sorted,
+    alternate) hold one of each group; 22 train; DSB2018's colour tiles by its own split."""
+    from biounet.evaluate.tune import halves
+
+    r = models_sh(tmp_path, "splits")
+    assert r.returncode == 0, r.stderr
+    names = lambda folder: sorted(p.stem for p in (tmp_path / "data" / folder / "images").iterdir())  # noqa: E731
+    sel, train = names("MONU-SEL8"), names("MONU-TRAIN22")
+    assert len(sel) == 8 and len(train) == 22 and not set(sel) & set(train)
+    assert set(sel) | set(train) == {p.stem for p in (shared_data / "monuseg/train/images").iterdir()}
+    assert names("MONU-SEL8") == sorted(p.stem for p in (tmp_path / "data" / "MONU-SEL8" / "labels").iterdir())
+    # tissue source sites of the TCGA ids: lung (21, 49), breast (A7, AR, E2), kidney (B0, HE), prostate (CH, G9)
+    organ = {"21": "lung", "49": "lung", "A7": "breast", "AR": "breast", "E2": "breast", "B0": "kidney",
+             "HE": "kidney", "CH": "prostate", "G9": "prostate"}
+    for half in halves(sel):
+        assert sorted(organ[n.split("-")[1]] for n in half) == ["breast", "kidney", "lung", "prostate"]
+    manifest = [line.split(",") for line in (shared_data / "dsb2018/manifest.csv").read_text().splitlines()[1:]]
+    for split, folder in (("train", "DSB-BRIGHT-TRAIN"), ("val", "DSB-BRIGHT-VAL")):
+        assert names(folder) == sorted(row[0] for row in manifest if row[1] == "bright" and row[6] == split)
+    assert len(names("HE-TRAIN-DSB")) == 22 + len(names("DSB-BRIGHT-TRAIN"))
 
 
 def test_membranes_run_starts_parks_and_resumes(shared_data, tmp_path):

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from biounet.mosaic import make_mosaic
+from biounet.demo.mosaic import make_mosaic
 from biounet.read.image import open_image
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "bbbc039"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from biounet.runtime import allocator
+from biounet.runtime.process import allocator
 
 # Defines arenas(path): the number of malloc arenas (heaps) now, from glibc's malloc_info.
 ARENAS = """
@@ -26,7 +26,7 @@ def arenas(path):
 PROBE = ARENAS + """
 import ctypes, json, sys, threading
 import numpy as np
-from biounet.runtime import allocator, tune_malloc
+from biounet.runtime.process import allocator, tune_malloc
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in
@@ -78,7 +78,7 @@ def test_tune_malloc_keeps_large_blocks_in_one_heap(tmp_path):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc is Linux's")
 def test_prepare_tunes_malloc_on_the_cpu():
     code = ("import torch; from biounet.model.unet import UNet, UNetConfig; from biounet.predict.device import prepare;"
-            "from biounet.runtime import allocator; prepare(UNet(UNetConfig(width=4, depth=2)), torch.device('cpu'));"
+            "from biounet.runtime.process import allocator; prepare(UNet(UNetConfig(width=4, depth=2)), torch.device('cpu'));"
             "print(allocator())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -87,7 +87,7 @@ def test_prepare_tunes_malloc_on_the_cpu():
 
 SEGMENT_ARENAS = ARENAS + """
 import sys
-from biounet.segment import segment
+from biounet.pipeline.segment import segment
 
 segment(sys.argv[1], sys.argv[2], model=sys.argv[3], block=256, progress=False)
 print(arenas(sys.argv[4]))

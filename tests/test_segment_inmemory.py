@@ -11,7 +11,8 @@ import pytest
 import tifffile
 import zarr
 
-from biounet.segment import Interrupted, segment
+from biounet.pipeline.errors import Interrupted
+from biounet.pipeline.segment import segment
 from tests.conftest import assert_same_output
 
 

@@ -41,7 +41,7 @@ MEMBRANES_MAX_RAND_ERROR = 0.15  # 0.052 when shipped
 def test_shipped_membranes_model_segments_real_em(shared_data, tmp_path):
     """The shipped EM model (issue 19) on two ISBI 2012 slices that did not select it (they trained it:
     the volume here has no labelled slice outside training, 0-15, and selection, 16-19)."""
-    from biounet.models import resolve_model
+    from biounet.model.names import resolve_model
 
     path = resolve_model("membranes")
     assert path.stat().st_size <= 35 * 1024**2

@@ -21,8 +21,7 @@ import pytest
 import yaml
 import zarr
 
-from tests.conftest import make_model
-from tests.conftest import assert_same_output
+from tests.conftest import assert_same_output, make_model
 
 pytestmark = pytest.mark.slurm
 
@@ -68,7 +67,7 @@ def data(tmp_path_factory, shared_data):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from make_slide import write_slide
 
-    from biounet.segment import segment
+    from biounet.pipeline.segment import segment
 
     folder = tmp_path_factory.mktemp("slurm")  # under /tmp: shared by the jobs, as on one node
     slide = write_slide(folder / "slide.ome.tif", 512)  # real nuclei, 4 x 4 blocks of 128 px

@@ -129,7 +129,7 @@ def test_instances_are_counted_when_present(tmp_path):
 def test_workflow_spreads_a_slide_over_parts(slides, tmp_path):
     """`parts: 2`: two prediction jobs and two finishing jobs per slide; the result
     equals one `biounet segment` of the slide."""
-    from biounet.segment import segment
+    from biounet.pipeline.segment import segment
     from tests.conftest import assert_same_output
 
     model = threshold_model(tmp_path / "threshold.pt", threshold=400.0)

@@ -3,6 +3,7 @@
 # one command per run, which starts it or, when its checkpoint exists, continues it exactly.
 #
 #   workflows/models.sh list                  the runs and what they train
+#   workflows/models.sh splits                make the data splits (folders of links under RUNS/data)
 #   workflows/models.sh RUN [OPTION...]       start RUN, or resume it (`biounet train --resume`); extra
 #                                             options go to `biounet train` (e.g. --iterations 8000)
 #   workflows/models.sh park RUN              split RUN's checkpoint into parts under 45 MB, to commit them
@@ -135,7 +136,7 @@ $NUCLEI --target binary --width 16 --lr 1e-3 --seed 19" ;;
     *) return 1 ;;
     esac
 }
-RUN_NAMES="he-w16 he-w16-dsb he-w32 membranes membranes-w32 nuclei-3class-w32 nuclei-3class-w16 nuclei-binary-w16 nuclei-distance-w16 nuclei-longer nuclei-longer2"
+RUN_NAMES="membranes membranes-w32 nuclei-3class-w32 nuclei-3class-w16 nuclei-binary-w16 nuclei-distance-w16 nuclei-longer nuclei-longer2 he-w16 he-w16-dsb he-w32"
 
 field() { run_spec "$1" | cut -d'|' -f"$2"; }
 checkpoint() { echo "$RUNS/$1.pt.ckpt"; }
@@ -219,6 +220,7 @@ ship() {  # ship membranes | ship nuclei RUN
 }
 
 case ${1:-} in
+splits) splits; he_splits; ls "$RUNS/data" ;;
 list) for r in $RUN_NAMES; do printf '%-20s %s (%s iterations)\n' "$r" "$(field "$r" 1)" "$(field "$r" 2)"; done ;;
 park) [ $# -eq 2 ] || die "usage: models.sh park RUN"; park "$2" ;;
 clean) [ $# -eq 2 ] || die "usage: models.sh clean RUN"; clean "$2" ;;

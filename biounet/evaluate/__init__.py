@@ -1,14 +1,2 @@
-"""Scoring segmentations against ground truth; see ``biounet.evaluate.metrics``."""
-
-from biounet.evaluate.membranes import MembraneScores, membrane_scores
-from biounet.evaluate.metrics import THRESHOLDS, InstanceScores, aggregate, instance_scores, overlap
-
-__all__ = [
-    "THRESHOLDS",
-    "InstanceScores",
-    "MembraneScores",
-    "aggregate",
-    "instance_scores",
-    "membrane_scores",
-    "overlap",
-]
+"""Scoring segmentations against ground truth (`metrics`, `membranes`), evaluating and tuning
+models on folders of annotated images (`run`, `tune`)."""

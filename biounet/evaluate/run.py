@@ -28,11 +28,10 @@ import numpy as np
 
 from biounet.evaluate.membranes import MembraneCurves, MembraneScores, membrane_curves, membrane_summary
 from biounet.evaluate.metrics import InstanceScores, aggregate, instance_scores
-from biounet.model.file import ModelSpec
-from biounet.model.unet import UNet
-from biounet.predict.normalize import with_scope
 from biounet.label.instances import postprocess
-from biounet.predict.normalize import folder_stats
+from biounet.model.spec import ModelSpec
+from biounet.model.unet import UNet
+from biounet.predict.normalize import folder_stats, with_scope
 from biounet.read.files import (
     INTERNAL_IGNORE,
     DataError,
@@ -216,7 +215,8 @@ def load_prepared(model: str | os.PathLike, device: str = "auto", weights: str |
     """A model file's (or bioimage.io package's) network, ready for inference on `device`
     (with test-time augmentation `tta`, `biounet.predict.tta`), and its spec."""
     from biounet.model.file import load_model
-    from biounet.predict.device import prepare, resolve_device
+    from biounet.predict.device import prepare
+    from biounet.runtime.devices import resolve_device
 
     net, spec = load_model(model, weights)
     return prepare(net, resolve_device(device), tta=tta), spec

@@ -19,10 +19,11 @@ from typing import Sequence
 import numpy as np
 
 from biounet.evaluate.run import ImageScores, load_prepared, matched_files, model_outputs, score, summarize
-from biounet.model.file import ModelSpec, save_model
-from biounet.model.unet import UNet
 from biounet.label.instances import postprocess
+from biounet.model.file import save_model
 from biounet.model.postprocess import DEFAULTS
+from biounet.model.spec import ModelSpec
+from biounet.model.unet import UNet
 from biounet.predict.normalize import with_scope
 from biounet.read.files import DataError, read_labels
 
@@ -135,7 +136,7 @@ def _examples(model: str | os.PathLike, images_dir: str | os.PathLike, labels_di
               device: str, channels: Sequence[int] | None, tile: int | None,
               normalize_over: str | None, tta: str = "none") -> tuple[UNet, ModelSpec, str, dict, list[Example]]:
     """(network, spec, post-processing name, its current parameters, examples) of a model on a folder."""
-    from biounet.zoo import is_package
+    from biounet.model.zoo_package import is_package
 
     if is_package(model):
         raise DataError(f"{model} is a bioimage.io package: tune writes a biounet model file, so tune the "

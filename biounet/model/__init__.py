@@ -1,6 +1,2 @@
-"""The U-Net, its tile geometry and its file format."""
-
-from biounet.model.geometry import Geometry, TileSizeError
-from biounet.model.unet import UNet, UNetConfig, count_parameters
-
-__all__ = ["Geometry", "TileSizeError", "UNet", "UNetConfig", "count_parameters"]
+"""Networks: the U-Net and encoder U-Nets, their configuration and tile geometry, model files and
+shipped models by name, and bioimage.io packages run as models."""

@@ -19,23 +19,10 @@ from functools import lru_cache
 import torch
 from torch import nn
 
+from biounet.model.config import DEPTH, UNetConfig, check_config
 from biounet.model.encoder_arch import EncoderUNetArch
-from biounet.model.encoders import STRIDE, check_encoder
-from biounet.model.unet import UNet, UNetConfig
-
-DEPTH = 6  # resolution levels: full size and strides 2, 4, 8, 16, 32
-# Context margin per tile side: the smallest margin whose stitched class maps equal a
-# whole-image pass on the BBBC039 val images measured (benchmarks/encoder_margin.py,
-# MODEL_CARD.md): 192 px for the ResNet-18 and ResNet-34 U-Nets trained there.
-DEFAULT_CONTEXT = 192
-
-
-def check_config(config: UNetConfig) -> None:
-    """Raise ValueError unless `config` describes an encoder U-Net biounet builds."""
-    check_encoder(config.encoder)
-    if config.padding != "same" or config.depth != DEPTH:
-        raise ValueError(f"an encoder U-Net has same padding and depth {DEPTH} (strides up to {STRIDE}), "
-                         f"not {config.padding} padding and depth {config.depth}")
+from biounet.model.encoders import STRIDE
+from biounet.model.unet import UNet
 
 
 class EncoderUNet(EncoderUNetArch):

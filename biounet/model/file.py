@@ -11,72 +11,18 @@ from __future__ import annotations
 import io
 import pickle
 import zipfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from biounet.model.unet import UNet, UNetConfig
-from biounet.models import DEFAULT, describe_names, resolve_model, shipped_path
+from biounet.model.config import UNetConfig
+from biounet.model.names import DEFAULT, describe_names, resolve_model, shipped_path
+from biounet.model.spec import ModelFileError, ModelNotFoundError, ModelSpec, ModelUsageError
+from biounet.model.unet import UNet
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "biounet-model"
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be used (corrupt, incompatible or too new)."""
-
-
-class ModelNotFoundError(ModelFileError):
-    """The model path does not exist (a usage error)."""
-
-
-class ModelUsageError(ModelFileError):
-    """A model option that does not fit the model (a usage error)."""
-
-
-@dataclass
-class ModelSpec:
-    """What a trained network is for and how to feed it.
-
-    target: "binary", "3class" or "distance" (what the network predicts).
-    classes: names of the output channels of a classification head.
-    postprocess: {"name": ..., "params": {...}} turning outputs into instances.
-    normalization: {"method": "percentile", "low": 1.0, "high": 99.8} (percentiles of
-        the slide), {"method": "fixed", "low": a, "high": b} or {"method": "none"} (more in
-        `biounet.predict.normalize.normalization_stats`).
-    tile: preferred input tile size (None: choose automatically).
-    pixel_size: the pixel size the network was trained at, um/px (None: not known).
-    diameter: the typical (median) object diameter in the training labels, px at `pixel_size`.
-    """
-
-    unet: UNetConfig = field(default_factory=UNetConfig)
-    target: str = "binary"
-    classes: list[str] = field(default_factory=lambda: ["background", "foreground"])
-    postprocess: dict = field(default_factory=lambda: {"name": "components", "params": {}})
-    normalization: dict = field(
-        default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.8}
-    )
-    tile: int | None = None
-    provenance: dict = field(default_factory=dict)
-    pixel_size: float | None = None
-    diameter: float | None = None
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["unet"] = self.unet.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ModelSpec":
-        data = dict(data)
-        unet = UNetConfig.from_dict(data.pop("unet"))
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown model spec keys: {sorted(unknown)}")
-        return cls(unet=unet, **data)
 
 
 def save_model(path: str | Path, net: UNet, spec: ModelSpec, extra: dict | None = None) -> None:
@@ -98,7 +44,7 @@ def save_model(path: str | Path, net: UNet, spec: ModelSpec, extra: dict | None 
 
 
 def read_model_payload(path: str | Path) -> dict:
-    """The raw dict of a model file (a path or a shipped name, see `biounet.models`), checked for
+    """The raw dict of a model file (a path or a shipped name, see `biounet.model.names`), checked for
     format and version."""
     path = resolve_model(path)
     if not path.is_file():
@@ -164,7 +110,7 @@ def load_spec(path: str | Path, weights: str | None = None) -> ModelSpec:
     """The spec of a model file or bioimage.io package (what it predicts and how to feed
     it), without building the network."""
     if _zoo(path, weights):
-        from biounet.zoo.load import package_spec
+        from biounet.model.zoo_load import package_spec
 
         return package_spec(path, weights)
     payload = read_model_payload(path)
@@ -183,7 +129,7 @@ def load_model(path: str | Path, weights: str | None = None) -> tuple[UNet, Mode
     interface, from its `weights` ("pytorch_state_dict" or "torchscript"; default: the first
     it has)."""
     if _zoo(path, weights):
-        from biounet.zoo.load import load_package
+        from biounet.model.zoo_load import load_package
 
         return load_package(path, weights)
     payload = read_model_payload(path)
@@ -202,7 +148,7 @@ def load_model(path: str | Path, weights: str | None = None) -> tuple[UNet, Mode
 
 def _zoo(path: str | Path, weights: str | None) -> bool:
     """Whether `path` is a bioimage.io package (`weights` only choose among a package's)."""
-    from biounet.zoo import is_package
+    from biounet.model.zoo_package import is_package
 
     if is_package(path):
         return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from biounet.model.unet import UNetConfig
+from biounet.model.config import UNetConfig
 
 
 def counted_flops(config: UNetConfig, tile: int, batch: int = 1) -> int:

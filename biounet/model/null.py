@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from biounet.model.unet import UNetConfig
+from biounet.model.config import UNetConfig
 
 ARCH = "null"
 

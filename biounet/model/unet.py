@@ -11,69 +11,14 @@ imports only torch, so a bioimage.io package can carry them unchanged.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
-from biounet.model.geometry import TileSizes, geometry_of
+from biounet.model.config import UNetConfig
 from biounet.model.unet_arch import UNetArch, center_crop
 
-__all__ = ["UNet", "UNetConfig", "center_crop", "count_parameters"]
-
-
-@dataclass(frozen=True)
-class UNetConfig:
-    """Everything needed to rebuild the network (stored in model files)."""
-
-    in_channels: int = 1
-    out_channels: int = 2
-    depth: int = 5
-    width: int = 64
-    padding: str = "valid"
-    batch_norm: bool = False
-    dropout: float = 0.0
-    head: str = "classification"
-    extra: dict = field(default_factory=dict)
-    encoder: str | None = None
-    context: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.head not in ("classification", "regression"):
-            raise ValueError(f"head must be 'classification' or 'regression', got {self.head!r}")
-        if self.in_channels < 1 or self.out_channels < 1 or self.width < 1:
-            raise ValueError("in_channels, out_channels and width must be positive")
-        if self.encoder is not None:
-            from biounet.model.encoder_unet import check_config
-
-            check_config(self)
-            if self.context is None:
-                from biounet.model.encoder_unet import DEFAULT_CONTEXT
-
-                object.__setattr__(self, "context", DEFAULT_CONTEXT)
-        if self.context is not None and (self.padding != "same" or self.context < 0):
-            raise ValueError(f"context {self.context}: a margin of 0 or more pixels, for same-padded networks only")
-        self.geometry()  # validates depth and padding
-
-    def geometry(self) -> TileSizes:
-        """The tile geometry of this network (shift period, margin, valid tile sizes): `geometry_of`."""
-        return geometry_of(self)
-
-    def to_dict(self) -> dict:
-        """The config as plain data; `encoder` and `context` only when set (plain U-Net files stay as before)."""
-        data = asdict(self)
-        for key in ("encoder", "context"):
-            if data[key] is None:
-                del data[key]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "UNetConfig":
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown U-Net config keys: {sorted(unknown)}")
-        return cls(**data)
+__all__ = ["UNet", "center_crop", "count_parameters"]
 
 
 class UNet(UNetArch):

@@ -66,7 +66,7 @@ def read(path: str | list[str]) -> list[LayerData]:
 
 
 def _display_name(root: Path) -> str:
-    from biounet.outputs import stem
+    from biounet.plan.outputs import stem
 
     return stem(root, (".ome.zarr", ".zarr"), other=False)
 
@@ -76,7 +76,7 @@ def _display_name(root: Path) -> str:
 
 def _ome(group: Path) -> dict | None:
     """The NGFF metadata of a group (under "ome" in 0.5, top level in 0.4)."""
-    from biounet.outputs import group_attributes
+    from biounet.plan.outputs import group_attributes
 
     attrs = group_attributes(group)
     if attrs is None:
@@ -284,7 +284,7 @@ def bright_colours(count: int = INSTANCE_COLOURS, seed: int = 7):
 def object_features(root: Path):
     """The object table beside an output (slide.ome.zarr -> slide.objects.csv), indexed by
     instance id for napari (its `index` column); None if there is none."""
-    from biounet.outputs import table_path
+    from biounet.plan.outputs import table_path
 
     table = table_path(root)
     if not table.is_file():

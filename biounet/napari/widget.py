@@ -2,7 +2,7 @@
 
 Input: an image layer of the viewer (its numpy or dask data is segmented as it
 is, nothing to save first) or an image file / zarr folder. Model: a model this
-build ships, by name (nuclei, membranes: `biounet.models`), or a model file;
+build ships, by name (nuclei, membranes: `biounet.model.names`), or a model file;
 device, tile, block and output as in `biounet segment`. The run happens in a napari thread worker; the progress bar
 counts blocks done of all blocks, and Cancel stops after the current blocks,
 leaving a resumable output (as Ctrl-C does): pressing Segment again with the
@@ -14,7 +14,17 @@ import threading
 from pathlib import Path
 
 import napari
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, RadioButtons, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    Label,
+    ProgressBar,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+)
 from qtpy.QtCore import QObject, Signal
 
 LAYER, FILE = "image layer", "file"
@@ -35,7 +45,7 @@ class SegmentWidget(Container):
         self.source = RadioButtons(choices=[LAYER, FILE], value=LAYER, orientation="horizontal", label="input")
         self.layer = ComboBox(choices=self._image_layers, label="image layer")
         self.path = FileEdit(mode="r", label="image file")
-        from biounet.models import DEFAULT, SHIPPED, shipped
+        from biounet.model.names import DEFAULT, SHIPPED, shipped
 
         names = shipped()
         self.model = ComboBox(choices=[*names, MODEL_FILE], value=DEFAULT if DEFAULT in names else MODEL_FILE,
@@ -88,7 +98,7 @@ class SegmentWidget(Container):
 
     def request(self) -> dict:
         """What to run: {"input": path or array, "output": Path, "axes", "options", "layer"}."""
-        from biounet.outputs import default_output
+        from biounet.plan.outputs import default_output
 
         output = Path(self._text(self.output)) if self._text(self.output) else None
         if self.source.value == FILE:
@@ -134,7 +144,8 @@ class SegmentWidget(Container):
     def _segment(self, job: dict):
         """The run (in the worker thread). A cancelled run's Interrupted is returned, not
         raised: it is a KeyboardInterrupt, which the worker would not catch."""
-        from biounet.segment import Interrupted, segment
+        from biounet.pipeline.errors import Interrupted
+        from biounet.pipeline.segment import segment
 
         try:
             return segment(job["input"], job["output"], progress=self._signals.changed.emit, cancel=self._cancel,

@@ -101,8 +101,8 @@ def run_dask(run: Run, graph: Graph, todo: Iterable[Task], scheduler: str | None
     the address of the worker that ran each."""
     from dask.distributed import as_completed
 
-    from biounet.pipeline.local import task_failure
-    from biounet.predict.device import cpu_threads
+    from biounet.pipeline.errors import task_failure
+    from biounet.runtime.devices import cpu_threads
 
     todo = sorted(todo, key=lambda t: (_ORDER[t.stage], t.index))
     if cluster == "local":  # torch threads: the cores shared among the worker processes

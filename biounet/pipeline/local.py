@@ -25,40 +25,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 
 from biounet.pipeline import stages
-from biounet.runtime import release_free_memory
+from biounet.pipeline.errors import task_failure
 from biounet.pipeline.graph import Graph, Task
 from biounet.plan.blocks import Block
+from biounet.runtime.process import release_free_memory
 
 TRIM_EVERY = 16  # tasks between two returns of freed memory to the kernel (`release_free_memory`)
 # Most urgent first: keep the network fed, free memory, then the rest.
 PRIORITY = {"read": 0, "write": 1, "pass1": 1, "merge": 2, "pyramid": 3, "pass2": 4, "table": 5, "metadata": 6}
-
-
-class TaskError(RuntimeError):
-    """A task that failed, with the task (and its block) named."""
-
-    def __init__(self, message: str, task: Task, block: Block | None) -> None:
-        super().__init__(message)
-        self.task, self.block = task, block
-
-
-def task_failure(task: Task, block: Block | None, err: BaseException) -> TaskError:
-    """A TaskError naming the task, its block and the cause (the message of biounet's own
-    errors, type and message of others)."""
-    from biounet.predict.tiles import DeviceMemoryError
-    from biounet.read.image import ImageReadError
-
-    cause = str(err) if isinstance(err, (ImageReadError, DeviceMemoryError)) else f"{type(err).__name__}: {err}"
-    cause = cause.strip().splitlines()[0] if cause.strip() else type(err).__name__
-    if block is not None and task.stage == "predict":
-        where = f"block {block.index} ({block.describe()})"
-    elif block is not None:
-        where = f"{task.stage} of block {block.index} ({block.describe()})"
-    else:
-        where = f"{task}"
-    failure = TaskError(f"{where} failed: {cause}", task, block)
-    failure.__cause__ = err
-    return failure
 
 
 class PriorityPool:
@@ -128,7 +102,7 @@ def network_threads(devices: list, workers: int) -> list:
     other runs (`--workers` more)."""
     import torch
 
-    from biounet.predict.gpu import assign_devices
+    from biounet.plan.gpu import assign_devices
 
     if devices[0].type == "cpu":
         return devices[:1] * max(1, workers)

@@ -27,7 +27,7 @@ import numpy as np
 
 from biounet.label.rules import InstanceRule, model_rule
 from biounet.label.window import Bands, halo_window
-from biounet.measure.table import ObjectTable, TablePart, summary, table_columns, csv_rows
+from biounet.measure.table import ObjectTable, TablePart, csv_rows, summary, table_columns
 from biounet.plan.blocks import Block
 from biounet.plan.run import Run
 from biounet.predict.classes import class_names, encode_probabilities, model_classes
@@ -125,7 +125,7 @@ class Resources:
     @property
     def devices(self) -> list:
         """The devices this process's network threads use (every GPU `--device` names)."""
-        from biounet.predict.device import resolve_devices
+        from biounet.runtime.devices import resolve_devices
 
         return resolve_devices(self.run.device)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from biounet.model.config import UNetConfig
 from biounet.model.geometry import geometry_of
-from biounet.model.unet import UNetConfig
 
 # Live float32 tensors at full resolution during inference, in units of
 # width x tile^2: the kept skip (1), the up-convolution output (1), the

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from biounet.version import __version__
-from biounet.model.file import ModelSpec, load_model
+from biounet import __version__
+from biounet.model.file import load_model
 from biounet.model.geometry import TileSizes, geometry_of
-from biounet.models import resolve_model
+from biounet.model.names import resolve_model
+from biounet.model.spec import ModelSpec
 from biounet.plan.blocks import Block, tile_window
 from biounet.plan.layout import OutputLayout
 from biounet.plan.memory import choose_batch, choose_tile
@@ -148,7 +149,7 @@ class Run:
 
     @property
     def table(self) -> Path:
-        from biounet.outputs import table_path
+        from biounet.plan.outputs import table_path
 
         return table_path(Path(self.output))
 
@@ -177,10 +178,10 @@ def make_run(
 ) -> Run:
     """Check every argument and resolve tile, batch, blocks, precision and arrays;
     touches no output."""
-    from biounet.predict.device import resolve_devices
-    from biounet.predict.gpu import PRECISIONS, choose_precision
-    from biounet.predict.tta import check_tta
+    from biounet.plan.gpu import choose_precision
+    from biounet.plan.options import PRECISIONS, check_tta
     from biounet.read.image import open_image
+    from biounet.runtime.devices import resolve_devices
 
     input, output = Path(input), Path(output)
     image = open_image(input, axes)
@@ -235,7 +236,7 @@ def make_run(
     first = layout.blocks(0)[0]
     _, _, _, _, ys, xs = tile_window(first, chosen, geometry)
     if devices[0].type == "cuda":  # tiles per launch from the GPU's free memory, shared by its threads
-        from biounet.predict.gpu import choose_gpu_batch, gpu_info
+        from biounet.plan.gpu import choose_gpu_batch, gpu_info
 
         given = memory_limit != DEFAULT_MEMORY
         batch = choose_gpu_batch(spec.unet, chosen, gpu_info(str(devices[0])).free, memory if given else None,

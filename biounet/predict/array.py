@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from biounet.model.file import ModelSpec
 from biounet.model.geometry import geometry_of
+from biounet.model.spec import ModelSpec
 from biounet.model.unet import UNet
 from biounet.plan.blocks import plan_blocks, tile_window
-from biounet.plan.mirror import mirror_window
 from biounet.plan.memory import choose_tile
+from biounet.plan.mirror import mirror_window
 from biounet.predict.normalize import normalization_stats, normalize
 from biounet.predict.tiles import predict_block
 

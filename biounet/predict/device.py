@@ -2,49 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from biounet.model.unet import UNet
-from biounet.predict.tta import averaged, check_tta
-from biounet.runtime import tune_malloc
-
-
-class DeviceError(ValueError):
-    """A device that does not exist here."""
-
-
-def resolve_devices(name: str = "auto") -> list[torch.device]:
-    """Every device a run uses: `auto` (all visible CUDA GPUs, else the CPU), `cpu`,
-    `cuda` (all visible GPUs), `cuda:i` or `cuda:i,j,...`."""
-    from biounet.predict.gpu import DeviceListError, parse_devices
-
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    try:
-        return [torch.device(d) for d in parse_devices(name, count)]
-    except DeviceListError as err:
-        raise DeviceError(str(err)) from None
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """The (first) device of `--device`: see `resolve_devices`."""
-    return resolve_devices(name)[0]
-
-
-def cpu_threads() -> int:
-    """Cores this process may use (respects affinity masks set by schedulers like SLURM),
-    at most OMP_NUM_THREADS if that is set (on a shared machine, torch threads that
-    wait for busy cores make a run many times slower)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    try:
-        limit = int(os.environ.get("OMP_NUM_THREADS", ""))
-    except ValueError:
-        limit = 0
-    return max(1, min(cores, limit)) if limit > 0 else cores
+from biounet.plan.options import check_tta
+from biounet.predict.tta import averaged
+from biounet.runtime.devices import cpu_threads
+from biounet.runtime.process import tune_malloc
 
 
 def prepare(net: UNet, device: torch.device, threads: int | None = None, precision: str = "fp32",

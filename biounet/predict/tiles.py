@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from biounet.model.geometry import TileSizes
-from biounet.notices import BiounetWarning
 from biounet.plan.blocks import Block, tile_window
 from biounet.predict.device import run
+from biounet.runtime.notices import BiounetWarning
 
 
 class DeviceMemoryError(MemoryError):

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from biounet.plan.options import check_tta
+
 if TYPE_CHECKING:  # the module stays torch-free, so the CLI can list the modes without loading torch
     import torch
-
-TTA_MODES = ("none", "flips", "d4")
 
 # A symmetry as (transpose first?, dims flipped after it); its inverse flips the same dims, then transposes.
 _FLIPS: tuple[tuple[int, ...], ...] = ((), (-2,), (-1,), (-2, -1))
@@ -28,13 +28,6 @@ SYMMETRIES: dict[str, tuple[tuple[bool, tuple[int, ...]], ...]] = {
     "flips": tuple((False, f) for f in _FLIPS),
     "d4": tuple((t, f) for t in (False, True) for f in _FLIPS),
 }
-
-
-def check_tta(mode: str) -> str:
-    """`mode` if it names a test-time augmentation, else ValueError saying which exist."""
-    if mode not in SYMMETRIES:
-        raise ValueError(f"--tta {mode!r}: use {', '.join(TTA_MODES)}")
-    return mode
 
 
 def runs_of(mode: str) -> int:

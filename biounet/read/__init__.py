@@ -1,5 +1,2 @@
-"""Reading slides lazily."""
-
-from biounet.read.image import Image, ImageReadError, describe, open_image
-
-__all__ = ["Image", "ImageReadError", "describe", "open_image"]
+"""Reading slides lazily (`image`), samples of their pixels (`sample`), and folders of
+annotated images (`files`)."""

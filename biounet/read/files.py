@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from biounet.predict.normalize import sample_for_stats
 from biounet.read.image import ImageReadError, open_image
+from biounet.read.sample import sample_for_stats
 
 SUFFIXES = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".png", ".zarr")
 INTERNAL_IGNORE = -1

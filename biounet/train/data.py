@@ -5,7 +5,7 @@ Sources of pairs
   (`a.tif`, `a.ome.tif`, `a.png`, `a.zarr` all have stem `a`).
 - One large slide and its label array (TIFF or zarr, or such files in the
   folders): anything above `LAZY_PIXELS` becomes a `LazySource` that opens
-  the files with `biounet.read.open_image` and reads only the sampled windows.
+  the files with `biounet.read.image.open_image` and reads only the sampled windows.
   Smaller images are read whole into an `ArraySource`, with their targets and
   weight map computed once.
 
@@ -51,7 +51,6 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from biounet.plan.mirror import mirror_window
-from biounet.predict.device import cpu_threads
 from biounet.predict.normalize import folder_stats, normalization_stats, normalize
 from biounet.read.files import (
     INTERNAL_IGNORE,
@@ -63,6 +62,7 @@ from biounet.read.files import (
     read_labels,
     to_instances,
 )
+from biounet.runtime.devices import cpu_threads
 from biounet.train.augment import AugmentParams, apply_warp, augment_images, random_warp_grid
 from biounet.train.targets import (
     IGNORE_INDEX,

@@ -44,20 +44,22 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from biounet.version import __version__
+from biounet import __version__
 from biounet.evaluate.run import prediction, score, summarize
-from biounet.model.file import ModelSpec, build_network, load_model, save_model
+from biounet.model.config import UNetConfig
+from biounet.model.file import build_network, load_model, save_model
 from biounet.model.geometry import Geometry, TileSizeError
-from biounet.model.unet import UNet, UNetConfig, center_crop
+from biounet.model.spec import ModelSpec
+from biounet.model.unet import UNet, center_crop
+from biounet.plan.gpu import choose_precision
+from biounet.plan.options import PRECISIONS
 from biounet.plan.run import file_digest
 from biounet.predict.array import predict_array
-from biounet.predict.device import cpu_threads, resolve_device
-from biounet.predict.gpu import PRECISIONS, choose_precision
-from biounet.predict.normalize import over_folder
-from biounet.runtime import tune_malloc
-from biounet.train.augment import AugmentParams
-from biounet.predict.normalize import folder_stats
+from biounet.predict.normalize import folder_stats, over_folder
 from biounet.read.files import DataError, is_class_mask
+from biounet.runtime.devices import cpu_threads, resolve_device
+from biounet.runtime.process import tune_malloc
+from biounet.train.augment import AugmentParams
 from biounet.train.data import (
     TARGETS,
     Example,
@@ -190,7 +192,7 @@ class TrainConfig:
         if self.channels is not None:
             self.channels = [int(c) for c in self.channels]
         if self.encoder is not None:
-            from biounet.model.encoder_unet import DEPTH
+            from biounet.model.config import DEPTH
             from biounet.model.encoders import EncoderError, check_encoder
 
             try:

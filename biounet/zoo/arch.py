@@ -14,8 +14,8 @@ from pathlib import Path
 
 from torch import nn
 
+from biounet.model.config import UNetConfig
 from biounet.model.geometry import geometry_of
-from biounet.model.unet import UNetConfig
 
 
 class ExportError(ValueError):

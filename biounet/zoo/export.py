@@ -21,10 +21,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from biounet.model.file import ModelSpec, default_model_path, load_model
+from biounet import __version__
+from biounet.model.file import default_model_path, load_model
+from biounet.model.spec import ModelSpec
+from biounet.model.zoo_package import is_package, require_bioimageio
 from biounet.plan.run import file_digest
-from biounet.version import __version__
-from biounet.zoo import is_package, require_bioimageio
 from biounet.zoo.arch import Architecture, ExportError, architecture
 
 RONNEBERGER = ("Ronneberger, O., Fischer, P., Brox, T.: U-Net: Convolutional Networks for Biomedical Image "
@@ -131,8 +132,13 @@ def _preprocessing(normalization: dict) -> tuple[dict, list]:
     """(biounet normalisation with bioimage.io's eps, the package's preprocessing) of a
     model's normalisation. Per image statistics: a package normalises each input
     itself (a whole slide in `biounet segment`), whatever the model's `over`."""
-    from bioimageio.spec.model.v0_5 import (AxisId, ScaleLinearDescr, ScaleLinearKwargs, ScaleRangeDescr,
-                                            ScaleRangeKwargs)
+    from bioimageio.spec.model.v0_5 import (
+        AxisId,
+        ScaleLinearDescr,
+        ScaleLinearKwargs,
+        ScaleRangeDescr,
+        ScaleRangeKwargs,
+    )
 
     method = normalization.get("method", "none")
     if method in ("percentile", "minmax"):
@@ -283,10 +289,31 @@ def _description(spec: ModelSpec, arch: Architecture, files: dict[str, Path], pr
     """The bioimage.io ModelDescr (format 0.5) of the package."""
     from bioimageio.spec.dataset.v0_3 import DatasetDescr
     from bioimageio.spec.model.v0_5 import (
-        ArchitectureFromFileDescr, Author, AxisId, BatchAxis, BioimageioConfig, ChannelAxis, CiteEntry, Config,
-        FileDescr, Identifier, InputTensorDescr, IntervalOrRatioDataDescr, ModelDescr, OutputTensorDescr,
-        ParameterizedSize, PytorchStateDictWeightsDescr, SizeReference, SoftmaxDescr, SoftmaxKwargs,
-        SpaceInputAxis, SpaceOutputAxis, SpaceOutputAxisWithHalo, TensorId, TorchscriptWeightsDescr, Version,
+        ArchitectureFromFileDescr,
+        Author,
+        AxisId,
+        BatchAxis,
+        BioimageioConfig,
+        ChannelAxis,
+        CiteEntry,
+        Config,
+        FileDescr,
+        Identifier,
+        InputTensorDescr,
+        IntervalOrRatioDataDescr,
+        ModelDescr,
+        OutputTensorDescr,
+        ParameterizedSize,
+        PytorchStateDictWeightsDescr,
+        SizeReference,
+        SoftmaxDescr,
+        SoftmaxKwargs,
+        SpaceInputAxis,
+        SpaceOutputAxis,
+        SpaceOutputAxisWithHalo,
+        TensorId,
+        TorchscriptWeightsDescr,
+        Version,
         WeightsDescr,
     )
 

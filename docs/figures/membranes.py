@@ -43,7 +43,7 @@ def main() -> None:
 
     from biounet.evaluate.membranes import membrane_curves, membrane_summary
     from biounet.evaluate.run import load_prepared, prediction
-    from biounet.models import resolve_model
+    from biounet.model.names import resolve_model
     from biounet.predict.array import predict_array
 
     name = f"slice{args.slice:02d}.tif"

@@ -45,7 +45,7 @@ def main() -> None:
 
     from biounet.evaluate.run import load_prepared, model_outputs
     from biounet.label.instances import postprocess
-    from biounet.models import resolve_model
+    from biounet.model.names import resolve_model
     from biounet.read.files import read_image, read_labels
 
     names = sorted(p.name for p in (VAL / "images").iterdir())[:40]

@@ -2,8 +2,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.conftest import bbbc039_labels as bbbc039
 from scipy import ndimage as ndi
 
 from biounet.evaluate.metrics import (
@@ -12,6 +10,7 @@ from biounet.evaluate.metrics import (
     instance_scores,
     overlap,
 )
+from tests.conftest import bbbc039_labels as bbbc039
 
 
 @pytest.fixture(scope="module")

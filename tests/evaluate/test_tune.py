@@ -8,8 +8,8 @@ import pytest
 from biounet.evaluate.run import evaluate, score, summarize
 from biounet.evaluate.tune import GRIDS, _examples, candidates, choose, cross_fit, halves, headline
 from biounet.label.instances import postprocess
-from biounet.read.files import DataError
 from biounet.model.file import default_model_path, load_model
+from biounet.read.files import DataError
 from tests.conftest import invoke as cli
 
 

@@ -5,17 +5,17 @@ import csv
 
 import numpy as np
 import pytest
-from scipy import ndimage as ndi
 import tifffile
 import zarr
+from scipy import ndimage as ndi
 
+from benchmarks.common import threshold_model
 from biounet.label.instances import instances_from_classes, label_instances, postprocess
-from biounet.segment import segment
-from biounet.train.targets import three_class_target
-from biounet.plan.blocks import Block
 from biounet.label.pass1 import Rim
 from biounet.label.rules import InstanceRule
-from benchmarks.common import threshold_model
+from biounet.pipeline.segment import segment
+from biounet.plan.blocks import Block
+from biounet.train.targets import three_class_target
 
 
 def discs(shape, centres, radius):

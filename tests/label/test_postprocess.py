@@ -18,7 +18,6 @@ from biounet.predict.classes import class_map
 from biounet.train.targets import binary_target, distance_target, three_class_target
 
 
-
 @pytest.fixture(scope="module")
 def labels(shared_data: Path) -> np.ndarray:
     folder = shared_data / "bbbc039" / "train" / "labels"

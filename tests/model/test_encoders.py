@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from biounet.model.encoder_unet import DEFAULT_CONTEXT
+from biounet.model.config import DEFAULT_CONTEXT, UNetConfig
 from biounet.model.encoders import ENCODERS, build_encoder
-from biounet.model.file import ModelSpec, build_network, load_model, save_model
+from biounet.model.file import build_network, load_model, save_model
 from biounet.model.flops import forward_flops
 from biounet.model.pretrained import EncoderWeightsError, load_encoder_weights, read_safetensors
-from biounet.model.unet import UNet, UNetConfig, count_parameters
+from biounet.model.spec import ModelSpec
+from biounet.model.unet import UNet, count_parameters
 from tests.conftest import invoke
 
 HEADS = {"3class": (3, "classification"), "binary": (2, "classification"), "distance": (1, "regression")}

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from biounet.model.file import FORMAT_VERSION, ModelFileError, ModelSpec, load_model, save_model
+from biounet.model.file import FORMAT_VERSION, load_model, save_model
+from biounet.model.spec import ModelFileError, ModelSpec
 from biounet.model.unet import UNet
 
 

@@ -2,8 +2,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from biounet.model.config import UNetConfig
 from biounet.model.flops import forward_flops
-from biounet.model.unet import UNet, UNetConfig
+from biounet.model.unet import UNet
 
 
 @pytest.mark.parametrize("config, tile", [

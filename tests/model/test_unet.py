@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from biounet.model.unet import UNet, UNetConfig, count_parameters
+from biounet.model.config import UNetConfig
+from biounet.model.unet import UNet, count_parameters
 
 
 def expected_parameters(in_ch: int, classes: int, width: int, depth: int) -> int:

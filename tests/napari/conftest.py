@@ -120,7 +120,7 @@ def nuclei_output(nuclei, tmp_path_factory):
     """The crop segmented by the shipped model (NGFF 0.4, with its object table)."""
     import tifffile
 
-    from biounet.segment import segment
+    from biounet.pipeline.segment import segment
 
     folder = tmp_path_factory.mktemp("nuclei")
     tifffile.imwrite(folder / "field.tif", nuclei[0])

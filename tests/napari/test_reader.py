@@ -49,7 +49,7 @@ def test_layer_data(nuclei, nuclei_output):
 
 def test_no_image_ngff05_pixel_size_and_channels(tmp_path, tiny_model):
     """--no-image outputs have no image layer; NGFF 0.5 (zarr v3) scale and units; a c axis."""
-    from biounet.segment import segment
+    from biounet.pipeline.segment import segment
 
     image = np.random.default_rng(0).integers(0, 255, (3, 200, 180), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "s.ome.tif", image, metadata={

@@ -53,7 +53,7 @@ def test_segments_a_layer(make_napari_viewer, qtbot, nuclei, tmp_path):
 def test_cancel_leaves_a_resumable_output(make_napari_viewer, qtbot, nuclei, tmp_path):
     """Cancel after the first block: the output is kept and incomplete; Segment again
     completes it, equal to an uninterrupted run."""
-    from biounet.segment import segment
+    from biounet.pipeline.segment import segment
 
     image, truth = nuclei
     viewer = make_napari_viewer(show=True)
@@ -127,7 +127,7 @@ def test_model_by_name_or_file(make_napari_viewer, tiny_model):
     import numpy as np
     import pytest
 
-    from biounet.models import shipped
+    from biounet.model.names import shipped
     from biounet.napari.widget import MODEL_FILE
 
     viewer = make_napari_viewer(show=True)

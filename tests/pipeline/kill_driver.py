@@ -62,7 +62,7 @@ elif moment.startswith("put:"):
 else:
     setattr(stages, moment, die_after(getattr(stages, moment)))
 
-from biounet.segment import segment  # noqa: E402
+from biounet.pipeline.segment import segment  # noqa: E402
 
 segment(slide, output, model=model, block=int(block), tile=int(tile), progress=False, device="cpu")
 sys.exit(0 if moment.startswith("wait:") else 3)  # 3: the moment to die never came

@@ -6,7 +6,8 @@ import threading
 import pytest
 import zarr
 
-from biounet.segment import Interrupted, segment
+from biounet.pipeline.errors import Interrupted
+from biounet.pipeline.segment import segment
 from tests.conftest import assert_same_output, invoke
 
 ARGS = {"block": 128, "device": "cpu", "save_probabilities": "float16"}

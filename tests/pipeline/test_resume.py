@@ -9,7 +9,7 @@ import time
 import pytest
 import zarr
 
-from biounet.segment import segment
+from biounet.pipeline.segment import segment
 from biounet.write.store import OutputError
 from tests.conftest import assert_same_output, done_blocks
 

@@ -20,14 +20,14 @@ from click.testing import CliRunner
 from biounet.cli import main
 from biounet.model.file import load_model
 from biounet.model.geometry import Geometry
-from biounet.notices import BiounetWarning
 from biounet.pipeline import stages
+from biounet.pipeline.segment import segment
 from biounet.predict import tiles
 from biounet.predict.array import predict_array
-from biounet.segment import segment
+from biounet.runtime.notices import BiounetWarning
 from tests.conftest import assert_same_output, done_blocks, single_thread
-from tests.reference import forward_whole
 from tests.conftest import zarr_arrays as arrays
+from tests.reference import forward_whole
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
@@ -99,7 +99,7 @@ def test_block_that_raises_stops_names_it_and_resumes(slide, tiny_model, referen
 def test_unreadable_tile_during_the_run(slide, tiny_model, reference, tmp_path, monkeypatch):
     """A corrupt tile that the statistics do not sample fails the block that reads it,
     naming the block and the file; once the file is repaired the rerun resumes."""
-    from biounet.predict import normalize
+    from biounet.read import sample
 
     path = tmp_path / "s.tif"
     raw = slide.read_bytes()
@@ -110,7 +110,7 @@ def test_unreadable_tile_during_the_run(slide, tiny_model, reference, tmp_path, 
     broken = bytearray(raw)
     broken[offset + count // 2 : offset + count] = bytes(count - count // 2)
     path.write_bytes(bytes(broken))
-    monkeypatch.setattr(normalize, "SAMPLE_PIXELS", 2 * 64 * 64)  # samples the first and last chunk only
+    monkeypatch.setattr(sample, "SAMPLE_PIXELS", 2 * 64 * 64)  # samples the first and last chunk only
     out = tmp_path / "o.ome.zarr"
     r = cli(*cli_args(path, out, tiny_model))
     assert r.exit_code == 1
@@ -261,7 +261,7 @@ def test_ctrl_c_stops_promptly_and_the_output_resumes(tiny_model, tmp_path, ctrl
 def test_ctrl_c_with_several_network_threads(slide, tiny_model, tmp_path, monkeypatch, ctrl_c):
     """Ctrl-C reaches the main thread while network threads work: they stop after
     their current block and the run ends with Interrupted (resumable)."""
-    from biounet.segment import Interrupted
+    from biounet.pipeline.errors import Interrupted
 
     original = stages.predict_output
     seen = []

@@ -16,8 +16,8 @@ import tifffile
 from benchmarks.common import threshold_model
 from biounet.pipeline.graph import Graph
 from biounet.pipeline.parts import Selection
+from biounet.pipeline.segment import segment
 from biounet.plan.run import make_run
-from biounet.segment import segment
 from biounet.write.runfolder import BusyError, RunFolder
 from tests.conftest import assert_same_output
 
@@ -168,7 +168,7 @@ def test_gpu_resource_only_on_prediction(slide, model, reference, tmp_path):
 
     from biounet.pipeline.dask import run_dask
     from biounet.pipeline.parts import Selection
-    from biounet.segment import _open_output
+    from biounet.pipeline.segment import _open_output
 
     class Restrictions(SchedulerPlugin):
         """The worker resources each task asked for when the scheduler sent it to a worker."""

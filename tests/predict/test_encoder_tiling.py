@@ -10,11 +10,12 @@ import tifffile
 import torch
 import zarr
 
-from biounet.model.file import ModelSpec, build_network, load_model
-from biounet.model.unet import UNetConfig
+from biounet.model.config import UNetConfig
+from biounet.model.file import build_network, load_model
+from biounet.model.spec import ModelSpec
+from biounet.pipeline.segment import segment
 from biounet.predict.array import predict_array
 from biounet.predict.device import prepare
-from biounet.segment import segment
 from tests.conftest import make_model
 from tests.reference import forward_whole
 

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from biounet.model.unet import UNet, UNetConfig
+from biounet.model.config import UNetConfig
+from biounet.model.unet import UNet
+from biounet.plan.gpu import GPU_RESERVE, assign_devices, choose_gpu_batch, choose_precision
 from biounet.plan.memory import tile_bytes
 from biounet.predict.classes import encode_probabilities, output_classes
 from biounet.predict.device import prepare, run
-from biounet.predict.gpu import (GPU_RESERVE, DeviceListError, assign_devices, choose_gpu_batch, choose_precision,
-                                 parse_devices)
+from biounet.runtime.devices import DeviceListError, parse_devices
 
 
 def outputs(channels: int, seed: int = 0) -> np.ndarray:

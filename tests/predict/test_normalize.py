@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from biounet.predict import normalize as norm
-from biounet.predict.normalize import normalization_stats, over_folder, pooled_sample
+from biounet.read import sample as sampling
+from biounet.predict.normalize import normalization_stats, over_folder
+from biounet.read.sample import pooled_sample
 
 PERCENTILE = {"method": "percentile", "low": 1.0, "high": 99.8}
 
@@ -22,7 +24,7 @@ def test_pooled_stats_are_those_of_the_images_taken_together():
 
 
 def test_pooled_sample_is_bounded_and_fair(monkeypatch):
-    monkeypatch.setattr(norm, "SAMPLE_PIXELS", 1000)
+    monkeypatch.setattr(sampling, "SAMPLE_PIXELS", 1000)
     big, small = np.zeros((2, 9000)), np.ones((2, 3000))
     sample = pooled_sample([big, small])
     assert sample.shape[0] == 2 and sample.shape[1] <= 1000 + 2
@@ -59,14 +61,14 @@ def test_slide_sample_is_spread_over_the_chosen_channel(tmp_path):
     data = np.stack([plane, plane + 20000]).astype(np.uint16)  # channel 1 lies above 20000
     tifffile.imwrite(tmp_path / "s.tif", data, tile=(256, 256), metadata={"axes": "CYX"})
     image = open_image(tmp_path / "s.tif")
-    sample = norm.sample_for_stats(image, [1])
+    sample = sampling.sample_for_stats(image, [1])
     assert sample.shape[0] == 1 and sample.dtype == np.uint16  # the slide's own type: exact, and faster percentiles
-    assert norm.SAMPLE_PIXELS <= sample.shape[1] < norm.SAMPLE_PIXELS + 256 * 256 < data[1].size
+    assert sampling.SAMPLE_PIXELS <= sample.shape[1] < sampling.SAMPLE_PIXELS + 256 * 256 < data[1].size
     assert sample.min() >= 20000
-    np.testing.assert_array_equal(sample, norm.sample_for_stats(image, [1]))
+    np.testing.assert_array_equal(sample, sampling.sample_for_stats(image, [1]))
     np.testing.assert_allclose(normalization_stats(sample, PERCENTILE)[0],
                                np.percentile(data[1], [1.0, 99.8]), rtol=0.02)
-    whole = norm.sample_for_stats(open_image(tmp_path / "s.tif"), None)
+    whole = sampling.sample_for_stats(open_image(tmp_path / "s.tif"), None)
     assert whole.shape[0] == 2
 
 

@@ -20,13 +20,12 @@ from hypothesis import strategies as st
 
 from biounet.model.file import load_model
 from biounet.model.geometry import Geometry
-from biounet.plan.blocks import plan_blocks
+from biounet.pipeline.segment import segment
+from biounet.plan.blocks import plan_blocks, tile_window
 from biounet.predict.array import predict_array
 from biounet.predict.normalize import normalization_stats, normalize
-from biounet.plan.blocks import tile_window
-from biounet.segment import segment
-from tests.reference import forward_whole
 from tests.conftest import make_model
+from tests.reference import forward_whole
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,10 +8,10 @@ import zarr
 
 from biounet.model.file import load_model
 from biounet.model.geometry import Geometry
-from biounet.plan.blocks import plan_blocks
 from biounet.pipeline import stages
+from biounet.pipeline.segment import segment
+from biounet.plan.blocks import plan_blocks
 from biounet.plan.run import make_run
-from biounet.segment import segment
 from tests.reference import forward_whole
 
 

@@ -8,8 +8,9 @@ import torch
 
 from biounet.model.file import load_model
 from biounet.model.geometry import Geometry
+from biounet.plan.options import check_tta
 from biounet.plan.run import UsageError, make_run
-from biounet.predict.tta import SYMMETRIES, averaged, check_tta, forward, inverse, runs_of
+from biounet.predict.tta import SYMMETRIES, averaged, forward, inverse, runs_of
 from tests.predict.test_tiling import tiled
 from tests.reference import forward_whole
 
@@ -85,7 +86,7 @@ def test_plain_run_is_unchanged_and_tta_is_recorded(tiny_model, slide, tmp_path)
 
 
 def test_resume_with_another_tta_is_refused():
-    from biounet.segment import _compare
+    from biounet.pipeline.segment import _compare
 
     # Recorded only when used: a plain rerun of a --tta flips output must still see the difference.
     assert _compare({"params": {"tile": 572, "tta": "flips"}}, {"tile": 572}) == ["tta"]

@@ -8,7 +8,6 @@ by plane, with the labels' shape and NGFF axes checked.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import tifffile
@@ -18,11 +17,11 @@ from click.testing import CliRunner
 from biounet.cli import main
 from biounet.model.file import load_model
 from biounet.model.geometry import Geometry
-from biounet.notices import BiounetWarning
-from biounet.segment import segment
+from biounet.pipeline.segment import segment
+from biounet.runtime.notices import BiounetWarning
 from biounet.write.runfolder import read_run_record
-from tests.reference import forward_whole
 from tests.conftest import make_model
+from tests.reference import forward_whole
 
 H, W = 200, 230
 BLOCK = 128

@@ -13,16 +13,15 @@ from biounet.train.augment import (
     RGB_FROM_HED,
     RGB_TO_YIQ,
     AugmentParams,
+    apply_warp,
+    augment_batch,
     color_matrices,
     gaussian_blur,
     random_color,
-    apply_warp,
-    augment_batch,
     random_intensity,
     random_warp_grid,
     upsample_displacement,
 )
-
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import tifffile
 import torch
 
 from biounet.model.file import read_model_payload
-from biounet.predict.gpu import PRECISIONS, choose_precision
+from biounet.plan.gpu import choose_precision
+from biounet.plan.options import PRECISIONS
 from biounet.read.files import DataError
 from biounet.train import loop
 from biounet.train.data import PatchDataset, TargetSpec, array_source, loader_options, make_loader

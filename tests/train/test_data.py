@@ -11,8 +11,8 @@ import tifffile
 import torch
 import zarr
 
-from biounet.train.augment import AugmentParams
 from biounet.read.files import DataError, find_pairs, is_class_mask, stem, to_instances
+from biounet.train.augment import AugmentParams
 from biounet.train.data import (
     LazySource,
     PatchDataset,

@@ -12,7 +12,15 @@ import torch
 
 from biounet.evaluate.run import evaluate
 from biounet.model.file import load_model, read_model_payload
-from biounet.train.loop import CheckpointError, TrainConfig, checkpoint_path, config_from_checkpoint, log_paths, read_checkpoint, train
+from biounet.train.loop import (
+    CheckpointError,
+    TrainConfig,
+    checkpoint_path,
+    config_from_checkpoint,
+    log_paths,
+    read_checkpoint,
+    train,
+)
 from tests.conftest import invoke as cli
 from tests.conftest import run_biounet as biounet
 
@@ -240,8 +248,8 @@ def _encoder_config(crops: Path, out: Path, iterations: int, **options) -> Train
 
 
 def test_encoder_starts_from_local_weights(crops, tmp_path):
-    from tests.model.test_encoders import checkpoint_like, torchvision_resnet_keys
     from biounet.model.encoders import build_encoder
+    from tests.model.test_encoders import checkpoint_like, torchvision_resnet_keys
 
     state = checkpoint_like(torchvision_resnet_keys((2, 2, 2, 2), False), build_encoder("resnet18", 3))
     torch.save(state, tmp_path / "resnet18.pth")

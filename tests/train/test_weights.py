@@ -4,8 +4,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import bbbc039_labels as read_labels
-
 from biounet.train.targets import separate_touching
 from biounet.train.weights import (
     border_cutoff,
@@ -17,6 +15,8 @@ from biounet.train.weights import (
     weight_map,
     weight_map_reference,
 )
+from tests.conftest import bbbc039_labels as read_labels
+
 
 @pytest.fixture(scope="module")
 def crowded(shared_data: Path) -> np.ndarray:

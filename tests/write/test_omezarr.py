@@ -5,7 +5,7 @@ import pytest
 import tifffile
 import zarr
 
-from biounet.segment import segment
+from biounet.pipeline.segment import segment
 from biounet.write.store import OutputError
 
 

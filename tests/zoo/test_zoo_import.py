@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from biounet.model.file import default_model_path
-from biounet.segment import segment
+from biounet.pipeline.segment import segment
 from tests.conftest import assert_same_output, invoke, run_biounet, zarr_arrays
 from tests.zoo.conftest import SAMPLE_IMAGES
 
@@ -43,7 +43,7 @@ def test_encoder_round_trip_segment_is_exact(tiny_encoder_model, encoder_package
     a block), with both weight formats."""
     import tifffile
 
-    from biounet.zoo.load import package_spec
+    from biounet.model.zoo_load import package_spec
 
     sizes = package_spec(encoder_package).unet.extra["sizes"]
     assert (sizes["min"], sizes["step"], sizes["margin"]) == (160, 32, 64)
@@ -131,7 +131,7 @@ def test_foreign_package_runs_through_the_engine(tmp_path, one_thread):
     from scipy import ndimage
 
     from biounet.model.geometry import geometry_of
-    from biounet.zoo.load import package_spec
+    from biounet.model.zoo_load import package_spec
 
     model = rdf(tmp_path / "pkg")
     spec = package_spec(model)
@@ -153,8 +153,8 @@ def test_foreign_package_runs_through_the_engine(tmp_path, one_thread):
 def test_any_axis_order(order):
     """Tiles reach a package's network in its axis order (transposed, without batch or
     channel axes) and come back as NCHW: through an identity network, unchanged."""
-    from biounet.model.unet import UNetConfig
-    from biounet.zoo.load import ZooNetwork
+    from biounet.model.config import UNetConfig
+    from biounet.model.zoo_load import ZooNetwork
 
     config = UNetConfig(in_channels=3 if "c" in order else 1, out_channels=3 if "c" in order else 1,
                         extra={"sizes": {"min": 16, "step": 16, "margin": 0}, "input_axes": order,
@@ -165,7 +165,7 @@ def test_any_axis_order(order):
 
 def test_format_04_is_converted(tmp_path):
     """A description in the older format 0.4 (axes as letters, shapes as min/step lists)."""
-    from biounet.zoo.load import package_spec
+    from biounet.model.zoo_load import package_spec
 
     torch.jit.script(Threshold()).save(str(tmp_path / "weights.pt"))
     (tmp_path / "README.md").write_text("# threshold")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-WEIGHTS = Path(__file__).resolve().parent / "weights"
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
 # name -> what it segments (the MODEL_CARD has a section per model)
 SHIPPED: dict[str, str] = {

@@ -19,15 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from biounet.notices import BiounetWarning
+from biounet.pipeline.errors import Interrupted
 from biounet.plan.run import DEFAULT_MEMORY, Run, UsageError, make_run, parse_part
 from biounet.read.image import ImageReadError
+from biounet.runtime.notices import BiounetWarning
 
 __all__ = ["segment", "SegmentResult", "UsageError", "ImageReadError", "Interrupted"]
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (or a cancel) during a run; the message says what was kept and how to resume."""
 
 
 @dataclass
@@ -84,7 +81,7 @@ def segment(
     "lsf") run the tasks on Dask workers.
 
     `model` is a model file or a shipped model's name ("nuclei", the default, or "membranes"; see
-    `biounet.models`). `tta` ("none", "flips", "d4") averages the network over flipped and
+    `biounet.model.names`). `tta` ("none", "flips", "d4") averages the network over flipped and
     transposed tiles (`biounet.predict.tta`: 4 or 8 times the network's work). `input` may also be an in-memory numpy or dask array (`axes` names its axes).
     `progress` is a bar (True), nothing (False) or a callable, called as
     progress(done, total) in blocks (each block's share of all the run's tasks).
@@ -93,19 +90,19 @@ def segment(
     """
     if not isinstance(input, (str, os.PathLike)):  # an in-memory array (the napari widget)
         options = {k: v for k, v in locals().items() if k not in ("input", "output")}
-        from biounet.staging import segment_array
+        from biounet.pipeline.staging import segment_array
 
         return segment_array(segment, input, output, **options)
     from biounet.pipeline import parts as select
     from biounet.pipeline.graph import Graph
     from biounet.pipeline.stages import Resources
-    from biounet.predict.device import DeviceError, resolve_device
-    from biounet.runtime import tune_malloc
+    from biounet.runtime.devices import DeviceError, resolve_device
+    from biounet.runtime.process import tune_malloc
 
     t_start = time.perf_counter()
     try:
         if resolve_device(device).type == "cpu":
-            tune_malloc()  # before any thread of the run allocates, e.g. zarr's I/O loop (biounet.runtime)
+            tune_malloc()  # before any thread of the run allocates, e.g. zarr's I/O loop (biounet.runtime.process)
     except DeviceError:
         pass  # make_run reports it
     if workers < 1:
@@ -177,8 +174,9 @@ def _run_tasks(res, graph, plan, run: Run, workers: int, scheduler, cluster, bar
                cancel) -> tuple[dict[str, int], dict[str, float]]:
     """Run the selected tasks (and, for parts, whatever became possible meanwhile); the
     number of tasks computed per stage, and their seconds (summed over threads)."""
-    from biounet.pipeline.local import LocalRunner, TaskError
-    from biounet.predict.device import cpu_threads
+    from biounet.pipeline.errors import TaskError
+    from biounet.pipeline.local import LocalRunner
+    from biounet.runtime.devices import cpu_threads
 
     computed: dict[str, int] = {}
     seconds: dict[str, float] = {}
@@ -324,8 +322,9 @@ def _create(run: Run) -> tuple[Run, dict]:
     record last."""
     from biounet.pipeline.graph import STAGES, Graph
     from biounet.pipeline.stages import STEPS, array_specs, set_status
-    from biounet.predict.normalize import count_nonfinite, normalization_stats, sample_for_stats
+    from biounet.predict.normalize import count_nonfinite, normalization_stats
     from biounet.read.image import open_image
+    from biounet.read.sample import sample_for_stats
     from biounet.write.runfolder import RunFolder
     from biounet.write.store import OutputStore
 

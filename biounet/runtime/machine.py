@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import platform
 
-from biounet.predict.device import cpu_threads, resolve_device
-from biounet.runtime import allocator, cpu_model, tune_malloc
-from biounet.version import __version__
+from biounet import __version__
+from biounet.runtime.devices import cpu_threads, resolve_device
+from biounet.runtime.process import allocator, cpu_model, tune_malloc
 
 
 def describe() -> dict:

@@ -10,44 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from biounet.model.unet import UNetConfig
+from biounet.model.config import UNetConfig
 from biounet.plan.memory import tile_bytes
+from biounet.plan.options import PRECISIONS
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 GPU_RESERVE = 512 * 1024**2  # left free on a GPU for cuDNN workspaces and the CUDA context's growth
 # Activations of a tile in mixed precision take about half of float32's (the estimate
 # of `tile_bytes` is for float32).
 HALF_FACTOR = 0.55
-
-
-class DeviceListError(ValueError):
-    """A --device list that names GPUs this machine does not have."""
-
-
-def parse_devices(name: str, cuda_count: int) -> list[str]:
-    """The devices a run uses: "auto" (every visible GPU, else the CPU), "cpu", "cuda"
-    (every visible GPU), "cuda:i" (one) or "cuda:i,j,..." (some)."""
-    name = name.strip()
-    if name == "auto":
-        return [f"cuda:{i}" for i in range(cuda_count)] or ["cpu"]
-    if name == "cpu":
-        return ["cpu"]
-    if name == "cuda":
-        if not cuda_count:
-            raise DeviceListError("device 'cuda' asked for, but this machine has no CUDA GPU; use --device cpu")
-        return [f"cuda:{i}" for i in range(cuda_count)]
-    if name.startswith("cuda:"):
-        picks = []
-        for part in name[5:].split(","):
-            if not part.strip().isdigit():
-                raise DeviceListError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or cuda:N,M")
-            i = int(part)
-            if i >= cuda_count:
-                raise DeviceListError(f"cuda:{i} does not exist: {cuda_count} CUDA device(s) here")
-            if f"cuda:{i}" not in picks:
-                picks.append(f"cuda:{i}")
-        return picks
-    raise DeviceListError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or cuda:N,M")
 
 
 def assign_devices(devices: list[str], workers_per_device: int = 2) -> list[str]:

@@ -62,9 +62,8 @@ def stage(array: Any, output: str | os.PathLike, axes: str | None) -> Path:
 
 
 def segment_array(run: Callable, array: Any, output: str | os.PathLike, **options):
-    """`run` (biounet.segment.segment) on `array` staged beside `output` (see module docstring)."""
-    from biounet.pipeline.local import TaskError
-    from biounet.segment import Interrupted
+    """`run` (biounet.pipeline.segment.segment) on `array` staged beside `output` (see module docstring)."""
+    from biounet.pipeline.errors import Interrupted, TaskError
 
     staged = stage(array, output, options.get("axes"))
     try:

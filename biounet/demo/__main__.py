@@ -12,14 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_data"
 
 
 def main() -> int:
     mosaic = SAMPLE / "mosaic.ome.tif"
     if not mosaic.exists():
-        from biounet.mosaic import make_mosaic
+        from biounet.demo.mosaic import make_mosaic
 
         print("building the sample mosaic (8 x 8 BBBC039 fields) ...", flush=True)
         make_mosaic(SAMPLE / "bbbc039", mosaic)

@@ -34,11 +34,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from biounet.model.file import ModelFileError, ModelSpec
+from biounet.model.config import UNetConfig
 from biounet.model.geometry import geometry_of
 from biounet.model.postprocess import method_params
-from biounet.model.unet import UNetConfig
-from biounet.zoo import is_rdf_name, require_bioimageio
+from biounet.model.spec import ModelFileError, ModelSpec
+from biounet.model.zoo_package import is_rdf_name, require_bioimageio
 
 RUNNABLE = ("pytorch_state_dict", "torchscript")
 ARCH = "bioimageio"
@@ -78,7 +78,7 @@ def read_description(path: str | Path):
     """The package's model description (format 0.5), read without downloading anything."""
     path = Path(path)
     if not path.exists():
-        from biounet.model.file import ModelNotFoundError
+        from biounet.model.spec import ModelNotFoundError
 
         raise ModelNotFoundError(f"model not found: {path}; check --model")
     require_bioimageio(f"the bioimage.io package {path}")

@@ -1,0 +1,2 @@
+"""`make demo` (`python -m biounet.demo`): the sample mosaic (`mosaic`) segmented with the
+shipped nuclei model."""
