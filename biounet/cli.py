@@ -15,14 +15,14 @@ from pathlib import Path
 import click
 
 from biounet import __version__
-from biounet.plan.options import TTA_MODES  # torch-free
+from biounet.plan.options import PRECISIONS, TTA_MODES  # torch-free
 
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
 
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # biounet.plan.options.PRECISIONS, without importing torch here
 ZOO_WEIGHTS = ("pytorch_state_dict", "torchscript")  # biounet.model.zoo_load.RUNNABLE
+SELECT_BY = ("average_f1", "aji", "pq")  # biounet.evaluate.tune.SELECT_BY
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
@@ -662,11 +662,13 @@ def evaluate(labels: Path, pred, model, weights, images, csv_path, membrane, ign
 @click.option("--channel", type=int, multiple=True, help="Input channel index (repeat for several).")
 @click.option("--tile", type=int, help="Input tile size (default: automatic).")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@click.option("--select-by", type=click.Choice(SELECT_BY), default="average_f1", show_default=True,
+              help="Choose the setting (and model) with the best average F1, AJI or PQ (means over the images).")
 @click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True, help=TTA_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def tune(models: tuple[str, ...], images: Path, labels: Path, out: Path | None, cross_fit: bool, normalize_over,
-         channel, tile, overwrite, tta, device) -> None:
-    """Choose the post-processing (smallest object, seed growth, threshold) with the best average F1.
+         channel, tile, overwrite, select_by, tta, device) -> None:
+    """Choose the post-processing (smallest object, seed growth, threshold) with the best average F1 (or AJI, PQ).
 
     --cross-fit reports the honest figure instead (tuned on one half of the images, scored on the other, and
     the reverse); with several --model it chooses the model too.
@@ -687,13 +689,15 @@ def tune(models: tuple[str, ...], images: Path, labels: Path, out: Path | None, 
         raise click.UsageError(f"{out} exists: choose another --out" + ("" if out.resolve() in inputs
                                                                         else " or pass --overwrite"))
     started = time.perf_counter()
-    options = dict(device=device, channels=list(channel) or None, tile=tile, normalize_over=normalize_over, tta=tta)
+    options = dict(device=device, channels=list(channel) or None, tile=tile, normalize_over=normalize_over, tta=tta,
+                   select_by=select_by)
+    metric = {"average_f1": "average F1", "aji": "AJI", "pq": "PQ"}[select_by]
     if cross_fit:
         result = tune_cross_fit(paths, images, labels, out, **options)
         click.echo(format_cross_fit(result))
         wrote = f"; wrote {out} (tuned on all)" if out is not None else ""
-        click.echo(f"cross-fitted average F1 {result.held_out['average_f1']:.4f} (in-sample "
-                   f"{result.in_sample['average_f1']:.4f}, as is {result.as_is['average_f1']:.4f}) in "
+        click.echo(f"cross-fitted {metric} {result.held_out[select_by]:.4f} (in-sample "
+                   f"{result.in_sample[select_by]:.4f}, as is {result.as_is[select_by]:.4f}) in "
                    f"{time.perf_counter() - started:.0f} s{wrote}")
         return
     best, rows = run(paths[0], images, labels, out, **options)
@@ -701,8 +705,8 @@ def tune(models: tuple[str, ...], images: Path, labels: Path, out: Path | None, 
     click.echo("  ".join(f"{k:>11}" for k in keys))
     for row in rows:
         click.echo("  ".join(f"{row[k]:>11.4f}" if isinstance(row[k], float) else f"{row[k]:>11}" for k in keys))
-    click.echo(f"chose {best} (average F1 {max(r['average_f1'] for r in rows):.4f}, "
-               f"was {rows[0]['average_f1']:.4f}); wrote {out}")
+    click.echo(f"chose {best} ({metric} {max(r[select_by] for r in rows):.4f}, "
+               f"was {rows[0][select_by]:.4f}); wrote {out}")
 
 if __name__ == "__main__":
     main()

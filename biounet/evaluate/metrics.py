@@ -15,12 +15,32 @@ Instance metrics compare a true and a predicted label image (0 = background):
   IoU > 0.1; ``merges``: predicted objects overlapping more than one true
   object at IoU > 0.1 (counts of objects, as in Caicedo et al.'s code).
 - Foreground pixel IoU and Dice.
+- ``aji``: the aggregated Jaccard index of Kumar et al. (IEEE TMI 2017), by
+  which the MoNuSeg challenge ranks: each true object G is paired with the
+  predicted object S of highest IoU with it (the lowest id on a tie; a
+  predicted object may be the partner of several), C adds up |G & S| and U
+  |G | S| over the true objects; a true object overlapping nothing adds its
+  own area to U, and every predicted object that is nobody's partner adds its
+  area to U. AJI = C / U.
+- ``pq``: panoptic quality (Kirillov et al. 2019, as HoVer-Net and CellViT
+  report it for nuclei): matches at IoU > 0.5 (unique), ``sq`` the mean IoU of
+  the matches, ``rq`` = TP / (TP + FP/2 + FN/2) (= F1 at 0.5), PQ = SQ x RQ.
+  With no match SQ is 0 (PQ is 0 either way).
+
+An image with no objects in either label image scores 1 on every figure (F1,
+AJI, PQ, SQ, RQ): nothing was to be found and nothing was found.
 
 Over a data set (``aggregate``) the headline ``f1`` and ``average_f1`` are
 means of the per-image values, as Caicedo et al. report them (each image
 weighs the same, however many nuclei it has); the pooled figures (TP, FP, FN
 summed over images, then F1) are given too, as ``f1_pooled`` and
 ``average_f1_pooled``. Counts (missed, extra, splits, merges) are summed.
+Likewise ``aji``, ``pq``, ``sq`` and ``rq`` are means of the per-image values
+(the MoNuSeg challenge's AJI is the mean of per-image AJI; HoVer-Net's PQ is
+the mean over images too), and ``aji_pooled`` (C and U summed over the
+images, then C / U) and ``pq_pooled``, ``sq_pooled``, ``rq_pooled`` (matches
+and their IoU summed over the images: Kirillov et al.'s data-set PQ) are the
+pooled ones.
 
 Membrane metrics (ISBI 2012: 1 = cell interior, 0 = membrane) are in
 ``biounet.evaluate.membranes``.
@@ -37,6 +57,7 @@ from scipy.sparse.csgraph import maximum_bipartite_matching
 
 THRESHOLDS: tuple[float, ...] = tuple(round(0.5 + 0.05 * i, 2) for i in range(9))
 COUNT_THRESHOLD = 0.7
+PQ_THRESHOLD = 0.5
 SPLIT_MERGE_THRESHOLD = 0.1
 
 
@@ -124,6 +145,39 @@ def _f1(tp: int, fp: int, fn: int) -> float:
     return 1.0 if denominator == 0 else 2 * tp / denominator
 
 
+def aji_sums(ov: Overlap) -> tuple[int, int]:
+    """(C, U) of the aggregated Jaccard index (Kumar et al. 2017, see module doc): AJI = C / U.
+
+    Kept as sums so that a data set's pooled AJI can add them up. Each true
+    object's partner is its overlapping pair of highest IoU, found for all
+    objects at once by sorting the pairs.
+    """
+    order = np.lexsort((ov.pair_pred, -ov.iou, ov.pair_true))  # by true object, best IoU first, lowest id first
+    t = ov.pair_true[order]
+    best = order[np.flatnonzero(np.diff(t, prepend=-1))]
+    t, p, inter = ov.pair_true[best], ov.pair_pred[best], ov.intersection[best]
+    partnered = np.zeros(len(ov.pred_ids), dtype=bool)
+    partnered[p] = True
+    union = ov.true_area[t] + ov.pred_area[p] - inter
+    alone = ov.true_area.sum() - ov.true_area[t].sum()  # true objects that overlap nothing
+    return int(inter.sum()), int(union.sum() + alone + ov.pred_area[~partnered].sum())
+
+
+def aji_of(intersection: int, union: int) -> float:
+    """C / U; 1 when both label images are empty (U = 0)."""
+    return 1.0 if union == 0 else intersection / union
+
+
+def panoptic(tp: int, fp: int, fn: int, iou_sum: float) -> tuple[float, float, float]:
+    """(PQ, SQ, RQ) of matches at IoU > 0.5: `tp` of them with IoUs adding up to `iou_sum`.
+
+    RQ is F1 at 0.5; SQ is 0 without a match; all three are 1 with no object at all.
+    """
+    rq = _f1(tp, fp, fn)
+    sq = iou_sum / tp if tp else float(tp + fp + fn == 0)
+    return sq * rq, sq, rq
+
+
 @dataclass(frozen=True)
 class InstanceScores:
     """Instance metrics of one image (see module doc)."""
@@ -142,6 +196,14 @@ class InstanceScores:
     merges: int
     foreground_iou: float
     foreground_dice: float
+    aji: float
+    aji_intersection: int
+    aji_union: int
+    pq: float
+    sq: float
+    rq: float
+    pq_tp: int
+    pq_iou_sum: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -163,6 +225,9 @@ def instance_scores(
     fn = [n_true - k for k in tp]
     f1 = [_f1(*c) for c in zip(tp, fp, fn)]
     counted = len(match(ov, count_threshold)[0])
+    matched = ov.iou > PQ_THRESHOLD  # unique matches (see `match`)
+    pq_tp, pq_iou_sum = int(np.count_nonzero(matched)), float(ov.iou[matched].sum())
+    aji_intersection, aji_union = aji_sums(ov)
 
     near = ov.iou > split_merge_threshold
     partners_of_true = np.bincount(ov.pair_true[near], minlength=n_true)
@@ -187,11 +252,17 @@ def instance_scores(
         merges=int(np.count_nonzero(partners_of_pred > 1)),
         foreground_iou=1.0 if union == 0 else inter / union,
         foreground_dice=1.0 if union == 0 else 2 * inter / (size_true + size_pred),
+        aji=aji_of(aji_intersection, aji_union),
+        aji_intersection=aji_intersection,
+        aji_union=aji_union,
+        **dict(zip(("pq", "sq", "rq"), panoptic(pq_tp, n_pred - pq_tp, n_true - pq_tp, pq_iou_sum))),
+        pq_tp=pq_tp,
+        pq_iou_sum=pq_iou_sum,
     )
 
 
 def aggregate(scores: Iterable[InstanceScores]) -> dict:
-    """Data-set summary: per-image mean F1 (headline) and pooled F1; summed counts."""
+    """Data-set summary: per-image mean F1, AJI and PQ (headline) and pooled ones; summed counts."""
     scores = list(scores)
     if not scores:
         raise ValueError("no scores to aggregate")
@@ -219,4 +290,14 @@ def aggregate(scores: Iterable[InstanceScores]) -> dict:
         },
         "foreground_iou": float(np.mean([s.foreground_iou for s in scores])),
         "foreground_dice": float(np.mean([s.foreground_dice for s in scores])),
+        **{key: float(np.mean([getattr(s, key) for s in scores])) for key in ("aji", "pq", "sq", "rq")},
+        "aji_pooled": aji_of(sum(s.aji_intersection for s in scores), sum(s.aji_union for s in scores)),
+        **dict(zip(("pq_pooled", "sq_pooled", "rq_pooled"), _pooled_panoptic(scores))),
     }
+
+
+def _pooled_panoptic(scores: Sequence[InstanceScores]) -> tuple[float, float, float]:
+    tp = sum(s.pq_tp for s in scores)
+    fp = sum(s.n_pred for s in scores) - tp
+    fn = sum(s.n_true for s in scores) - tp
+    return panoptic(tp, fp, fn, sum(s.pq_iou_sum for s in scores))

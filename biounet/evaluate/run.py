@@ -45,6 +45,8 @@ from biounet.read.files import (
     to_instances,
 )
 
+INSTANCE_COLUMNS = ("aji", "pq", "sq", "rq")  # beside average_f1; see `biounet.evaluate.metrics`
+POOLED_COLUMNS = ("average_f1_pooled", "aji_pooled", "pq_pooled", "sq_pooled", "rq_pooled")  # summary row only
 MEMBRANE_COLUMNS = ("pixel_error", "rand_error", "rand_precision", "rand_recall", "rand_threshold", "v_rand",
                     "v_info")
 
@@ -63,8 +65,9 @@ class ImageScores:
         s = self.instance
         out: dict = {"image": self.name, "n_true": s.n_true, "n_pred": s.n_pred}
         out.update({f"f1_{t:.2f}": f for t, f in zip(s.thresholds, s.f1)})
-        out.update(average_f1=s.average_f1, missed=s.missed, extra=s.extra, splits=s.splits, merges=s.merges,
-                   pixel_iou=s.foreground_iou, pixel_dice=s.foreground_dice)
+        out.update(average_f1=s.average_f1, **{k: getattr(s, k) for k in INSTANCE_COLUMNS}, missed=s.missed,
+                   extra=s.extra, splits=s.splits, merges=s.merges, pixel_iou=s.foreground_iou,
+                   pixel_dice=s.foreground_dice)
         if self.membrane is not None:
             out.update({k: getattr(self.membrane, k) for k in MEMBRANE_COLUMNS})
         return out
@@ -115,16 +118,18 @@ def score(name: str, labels: np.ndarray, pred: np.ndarray, foreground: np.ndarra
 
 
 def summarize(scores: Sequence[ImageScores]) -> dict:
-    """Data-set row: per-image mean F1 and IoU/Dice, pooled F1, summed counts, the data set's membrane scores."""
+    """Data-set row: per-image mean F1, AJI, PQ and IoU/Dice, pooled ones, summed counts, the data set's membrane
+    scores."""
     agg = aggregate(s.instance for s in scores)
     out: dict = {"image": f"ALL ({len(scores)})", "n_true": agg["n_true"], "n_pred": agg["n_pred"]}
     out.update({f"f1_{t:.2f}": f for t, f in zip(agg["thresholds"], agg["f1"])})
-    out.update(average_f1=agg["average_f1"], missed=agg["missed"], extra=agg["extra"], splits=agg["splits"],
-               merges=agg["merges"], pixel_iou=agg["foreground_iou"], pixel_dice=agg["foreground_dice"])
+    out.update(average_f1=agg["average_f1"], **{k: agg[k] for k in INSTANCE_COLUMNS}, missed=agg["missed"],
+               extra=agg["extra"], splits=agg["splits"], merges=agg["merges"], pixel_iou=agg["foreground_iou"],
+               pixel_dice=agg["foreground_dice"])
     if scores and all(s.curves is not None for s in scores):
         data_set = membrane_summary([s.curves for s in scores])
         out.update({k: getattr(data_set, k) for k in MEMBRANE_COLUMNS})
-    out["average_f1_pooled"] = agg["average_f1_pooled"]
+    out.update({k: agg[k] for k in POOLED_COLUMNS})
     return out
 
 
@@ -154,8 +159,8 @@ class EvaluationTable:
     def format(self, columns: Iterable[str] | None = None) -> str:
         """A plain-text table (headline columns by default)."""
         if columns is None:
-            columns = ["image", "n_true", "n_pred", "f1_0.50", "f1_0.70", "f1_0.90", "average_f1", "missed",
-                       "extra", "splits", "merges", "pixel_iou", "pixel_dice"]
+            columns = ["image", "n_true", "n_pred", "f1_0.50", "f1_0.70", "f1_0.90", "average_f1", *INSTANCE_COLUMNS,
+                       "missed", "extra", "splits", "merges", "pixel_iou", "pixel_dice"]
             if self.membrane:
                 columns += ["pixel_error", "rand_error", "v_rand", "v_info"]
         columns = list(columns)
@@ -201,10 +206,18 @@ def model_outputs(net: UNet, spec: ModelSpec, images: dict[str, Path], shapes: d
     """
     from biounet.predict.array import predict_array
 
+    def checked(name: str, pixels: np.ndarray) -> np.ndarray:
+        have, wanted = pixels.shape[0], spec.unet.in_channels
+        if have != wanted:
+            todo = (f"pick {wanted} of them with --channel" if have > wanted
+                    else f"use a model trained for {have} channel(s)")
+            raise DataError(f"{name}: the image has {have} channel(s) and the model takes {wanted}: {todo}")
+        return pixels
+
     normalization = with_scope(spec.normalization, normalize_over)
-    stats = folder_stats((image_sample(images[name], channels) for name in shapes), normalization)
+    stats = folder_stats((checked(name, image_sample(images[name], channels)) for name in shapes), normalization)
     for name, shape in shapes.items():
-        image = read_image(images[name], channels)
+        image = checked(name, read_image(images[name], channels))
         if image.shape[-2:] != tuple(shape):
             raise DataError(f"{name}: image is {image.shape[-2:]} pixels but its labels are {tuple(shape)}")
         yield name, predict_array(net, spec, image, tile=tile, stats=stats)

@@ -3,9 +3,10 @@
 The network output is computed once per image; each candidate setting of the
 post-processing (e.g. the smallest object kept, how far seeds grow) is then
 scored with the same `score` and `summarize` as `biounet evaluate`, and the
-one with the best average F1 is written into a copy of the model file. This is
-what StarDist's threshold optimisation does for its own post-processing: the
-network is untouched, only how its output becomes objects.
+one with the best average F1 (or AJI or PQ: `select_by`) is written into a
+copy of the model file. This is what StarDist's threshold optimisation does
+for its own post-processing: the network is untouched, only how its output
+becomes objects.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ GRIDS: dict[str, dict[str, tuple]] = {
 }
 
 
-SUMMARY_KEYS = ("average_f1", "f1_0.50", "f1_0.90", "missed", "extra", "splits", "merges")
-MEAN_KEYS = ("average_f1", "f1_0.50", "f1_0.90")  # held-out halves: means; the counts add up
+SUMMARY_KEYS = ("average_f1", "f1_0.50", "f1_0.90", "aji", "pq", "missed", "extra", "splits", "merges")
+MEAN_KEYS = ("average_f1", "f1_0.50", "f1_0.90", "aji", "pq")  # held-out halves: means; the counts add up
+SELECT_BY = ("average_f1", "aji", "pq")  # what a setting may be chosen by (higher is better)
 
 
 def candidates(name: str, base: dict) -> list[dict]:
@@ -59,18 +61,21 @@ def headline(summary: dict) -> dict:
     return {k: summary[k] for k in SUMMARY_KEYS}
 
 
-def best(rows: Sequence[dict]) -> int:
-    """Index of the best row: highest average F1, the earlier one on a tie (the current setting comes first,
-    so tuning never changes a model for nothing)."""
-    return max(range(len(rows)), key=lambda i: (rows[i]["average_f1"], -i))
+def best(rows: Sequence[dict], select_by: str = "average_f1") -> int:
+    """Index of the best row: highest `select_by` (a column of `SELECT_BY`), the earlier one on a tie (the
+    current setting comes first, so tuning never changes a model for nothing)."""
+    if select_by not in SELECT_BY:
+        raise DataError(f"cannot choose by {select_by!r}: choose by one of {', '.join(SELECT_BY)}")
+    return max(range(len(rows)), key=lambda i: (rows[i][select_by], -i))
 
 
-def choose(name: str, base: dict, examples: Sequence[Example]) -> tuple[dict, list[dict]]:
-    """(best parameters, one row per candidate) for (name, labels, network output) examples."""
+def choose(name: str, base: dict, examples: Sequence[Example],
+           select_by: str = "average_f1") -> tuple[dict, list[dict]]:
+    """(best parameters by `select_by`, one row per candidate) for (name, labels, network output) examples."""
     settings = candidates(name, base)
     rows = [{**params, **headline(summarize(scores))}
             for params, scores in zip(settings, grid_scores(name, settings, examples))]
-    return settings[best(rows)], rows
+    return settings[best(rows, select_by)], rows
 
 
 def halves(names: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -100,18 +105,20 @@ class CrossFit:
     as_is_params: dict
     in_sample: dict
     in_sample_params: dict
+    select_by: str = "average_f1"
 
 
-def cross_fit(name: str, base: dict, examples: Sequence[Example]) -> CrossFit:
-    """Cross-fit the post-processing `name` (its grid around `base`) over `examples` (see `CrossFit`)."""
+def cross_fit(name: str, base: dict, examples: Sequence[Example], select_by: str = "average_f1") -> CrossFit:
+    """Cross-fit the post-processing `name` (its grid around `base`) over `examples`, choosing by `select_by`
+    (see `CrossFit`)."""
     settings = candidates(name, base)
-    return cross_fit_grid(settings, grid_scores(name, settings, examples), [n for n, _, _ in examples])
+    return cross_fit_grid(settings, grid_scores(name, settings, examples), [n for n, _, _ in examples], select_by)
 
 
 def cross_fit_grid(settings: Sequence[dict], scores: Sequence[Sequence[ImageScores]],
-                   names: Sequence[str]) -> CrossFit:
-    """Cross-fit a choice among `settings` (the current one first), given each setting's scores of the images
-    `names` (in that order). A setting may name its model too (checkpoint selection)."""
+                   names: Sequence[str], select_by: str = "average_f1") -> CrossFit:
+    """Cross-fit a choice by `select_by` among `settings` (the current one first), given each setting's scores
+    of the images `names` (in that order). A setting may name its model too (checkpoint selection)."""
     if len(names) < 2:
         raise DataError(f"cross-fitting needs at least 2 annotated images (one per half); got {len(names)}")
     position = {n: i for i, n in enumerate(names)}
@@ -122,14 +129,15 @@ def cross_fit_grid(settings: Sequence[dict], scores: Sequence[Sequence[ImageScor
     split = dict(zip("AB", halves(names)))
     folds = []
     for tuned_on, scored_on in (("A", "B"), ("B", "A")):
-        k = best([on(split[tuned_on], j) for j in range(len(settings))])
+        k = best([on(split[tuned_on], j) for j in range(len(settings))], select_by)
         folds.append({"tuned_on": tuned_on, "scored_on": scored_on, "images": len(split[scored_on]),
                       "params": settings[k], "tuned": on(split[tuned_on], k), "held_out": on(split[scored_on], k)})
     held_out = {key: (float(np.mean([f["held_out"][key] for f in folds])) if key in MEAN_KEYS
                       else int(sum(f["held_out"][key] for f in folds))) for key in SUMMARY_KEYS}
     everything = [on(names, k) for k in range(len(settings))]
-    k = best(everything)
-    return CrossFit(split, folds, held_out, everything[0], dict(settings[0]), everything[k], dict(settings[k]))
+    k = best(everything, select_by)
+    return CrossFit(split, folds, held_out, everything[0], dict(settings[0]), everything[k], dict(settings[k]),
+                    select_by)
 
 
 def _examples(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: str | os.PathLike, *,
@@ -163,14 +171,18 @@ def save_tuned(out: str | os.PathLike, net: UNet, spec: ModelSpec, post: str, pa
     save_model(out, net, tuned)
 
 
-def _tuned_on(images_dir, count: int, average_f1: float) -> dict:
-    return {"images": str(Path(images_dir)), "count": count, "average_f1": average_f1}
+def _tuned_on(images_dir, count: int, row: dict, select_by: str) -> dict:
+    """What a tuned model's provenance records: the images, the metric chosen by and the choice's scores."""
+    return {"images": str(Path(images_dir)), "count": count, "metric": select_by,
+            **{k: row[k] for k in SELECT_BY}}
 
 
 def tune(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: str | os.PathLike,
          out: str | os.PathLike, *, device: str = "auto", channels: Sequence[int] | None = None,
-         tile: int | None = None, normalize_over: str | None = None, tta: str = "none") -> tuple[dict, list[dict]]:
-    """Write `model` with the post-processing that scores best on the images to `out`.
+         tile: int | None = None, normalize_over: str | None = None, tta: str = "none",
+         select_by: str = "average_f1") -> tuple[dict, list[dict]]:
+    """Write `model` with the post-processing that scores best on the images (by `select_by`: average_f1, aji
+    or pq) to `out`.
 
     Returns (chosen parameters, rows of every candidate). The images are
     normalised as `evaluate` does (`normalize_over`, then also stored in the
@@ -179,17 +191,18 @@ def tune(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: st
     """
     net, spec, post, base, examples = _examples(model, images_dir, labels_dir, device=device, channels=channels,
                                                 tile=tile, normalize_over=normalize_over, tta=tta)
-    chosen, rows = choose(post, base, examples)
-    save_tuned(out, net, spec, post, chosen, _tuned_on(images_dir, len(examples), max(r["average_f1"] for r in rows)),
-               normalize_over)
+    chosen, rows = choose(post, base, examples, select_by)
+    row = rows[best(rows, select_by)]
+    save_tuned(out, net, spec, post, chosen, _tuned_on(images_dir, len(examples), row, select_by), normalize_over)
     return chosen, rows
 
 
 def tune_cross_fit(models: str | os.PathLike | Sequence[str | os.PathLike], images_dir: str | os.PathLike,
                    labels_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, device: str = "auto",
                    channels: Sequence[int] | None = None, tile: int | None = None,
-                   normalize_over: str | None = None, tta: str = "none") -> CrossFit:
-    """Two-fold cross-fitted tuning on a validation folder (see `CrossFit` and `halves`).
+                   normalize_over: str | None = None, tta: str = "none", select_by: str = "average_f1") -> CrossFit:
+    """Two-fold cross-fitted tuning on a validation folder (see `CrossFit` and `halves`), choosing by
+    `select_by` (average_f1, aji or pq).
 
     Several models (e.g. the snapshots of one run, `biounet train
     --snapshot-every`) make the checkpoint part of the choice: a setting is
@@ -215,13 +228,13 @@ def tune_cross_fit(models: str | os.PathLike | Sequence[str | os.PathLike], imag
         posts += [(i, post)] * len(grid)
         names = [n for n, _, _ in examples]
         del examples
-    result = cross_fit_grid(settings, scores, names)
+    result = cross_fit_grid(settings, scores, names, select_by)
     if out is not None:
         k = settings.index(result.in_sample_params)
         i, post = posts[k]
         net, spec = load_prepared(paths[i], "cpu")
         params = {key: v for key, v in result.in_sample_params.items() if key != "model"}
-        save_tuned(out, net, spec, post, params, _tuned_on(images_dir, len(names), result.in_sample["average_f1"]),
+        save_tuned(out, net, spec, post, params, _tuned_on(images_dir, len(names), result.in_sample, select_by),
                    normalize_over)
     return result
 
@@ -246,4 +259,5 @@ def format_cross_fit(result: CrossFit) -> str:
     text = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
             for row in lines]
     sizes = ", ".join(f"{k}: {len(v)} images" for k, v in result.halves.items())
-    return "\n".join([f"cross-fit on {n} images, halves by sorted name, alternately ({sizes})", *text])
+    return "\n".join([f"cross-fit on {n} images, halves by sorted name, alternately ({sizes}); "
+                      f"chosen by {result.select_by}", *text])

@@ -156,7 +156,8 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     arr, _ = open_cyx(path)
     if arr.shape[0] != 1:
-        raise DataError(f"label image {path} has {arr.shape[0]} channels; expected one")
+        raise DataError(f"label image {path} has {arr.shape[0]} channels; expected one (instance ids, 0 = "
+                        "background): pass the label images, not the images")
     arr = arr[0]
     return np.asarray(arr.compute() if hasattr(arr, "compute") else arr)
 

@@ -79,13 +79,29 @@ def test_cross_fit_scores_each_half_with_the_other_halfs_choice(fields):
         assert fold["params"] == choose(name, base, tuning)[0]
         scores = [score(n, lab, postprocess(name, out, **fold["params"])) for n, lab, out in held_out]
         assert fold["held_out"] == headline(summarize(scores))
-    for key in ("average_f1", "f1_0.50", "f1_0.90"):
+    for key in ("average_f1", "f1_0.50", "f1_0.90", "aji", "pq"):
         assert result.held_out[key] == pytest.approx(np.mean([f["held_out"][key] for f in result.folds]))
     assert result.held_out["merges"] == sum(f["held_out"]["merges"] for f in result.folds)
     assert result.in_sample["average_f1"] >= result.as_is["average_f1"]
     assert result.as_is_params == base
     with pytest.raises(DataError, match="at least 2"):
         cross_fit(name, base, examples[:1])
+
+
+def test_choosing_by_aji(fields):
+    """--select-by aji: every choice (each half, all images) is the setting of highest mean AJI."""
+    _, _, name, base, examples = _examples(default_model_path(), fields / "images", fields / "labels",
+                                           device="cpu", channels=None, tile=None, normalize_over=None)
+    result = cross_fit(name, base, examples, select_by="aji")
+    by_name = {example[0]: example for example in examples}
+    for fold in result.folds:
+        params, rows = choose(name, base, [by_name[n] for n in result.halves[fold["tuned_on"]]], select_by="aji")
+        assert fold["params"] == params and fold["tuned"]["aji"] == max(row["aji"] for row in rows)
+    params, rows = choose(name, base, examples, select_by="aji")
+    assert result.in_sample_params == params and result.in_sample["aji"] == max(row["aji"] for row in rows)
+    by_f1 = choose(name, base, examples)[1]
+    assert [row["aji"] for row in rows] == [row["aji"] for row in by_f1]  # the same rows, another choice
+    assert len({row["aji"] for row in rows}) > 1  # the choice is a real one
 
 
 def test_cross_fit_chooses_the_checkpoint_too(fields, tiny_model, tmp_path):
@@ -100,7 +116,8 @@ def test_cross_fit_chooses_the_checkpoint_too(fields, tiny_model, tmp_path):
     assert rows[2].startswith("B (1)") and rows[3].startswith("A (2)") and rows[4].startswith("held out")
     assert "model=nuclei.pt" in rows[2] and "model=nuclei.pt" in rows[3]  # both folds
     assert "model=tiny.pt" in rows[5]  # "as is": the first candidate, the untrained one
-    assert float(rows[4].split()[-7]) > 0.8 and rows[-1].endswith("(tuned on all)")
+    held_out = dict(zip(rows[1].split()[-9:], rows[4].split()[-9:]))  # the figures, by column
+    assert float(held_out["average_f1"]) > 0.8 and float(held_out["aji"]) > 0.6 and rows[-1].endswith("(tuned on all)")
     _, spec = load_model(out)
     assert spec.unet.width == 16 and spec.postprocess["name"] == "watershed_3class"
     r = cli("tune", "--model", tiny_model, "--model", "nuclei", "--images", fields / "images", "--labels",
