@@ -171,3 +171,28 @@ def eroded_labels(labels):
     inside = ndi.grey_erosion(labels, footprint=cross) == labels
     inside &= ndi.grey_dilation(labels, footprint=cross) == labels
     return np.where(inside, labels, 0)
+
+
+def as_pixel_type(field, name: str):
+    """A 12-bit field (a BBBC039 image) as pixel type `name`, its values spread over the
+    type's range (over float64's exact integers for 64-bit types)."""
+    import numpy as np
+
+    v = field.astype(np.int64)
+    values = {
+        "uint8": v >> 4,
+        "uint16": v,
+        "uint32": (v << 20) + v,  # up to 2^32 - 1: beyond float32's exact integers
+        "int8": (v >> 4) - 128,
+        "int16": (v - 2048) << 4,
+        "int32": ((v - 2048) << 19) + v,  # -2^30 .. 2^30
+        "uint64": (v << 52) + v,  # up to 2^64 - 1: beyond float64's exact integers
+        "int64": ((v - 2048) << 51) + v,  # -2^62 .. 2^62
+        ">i8": ((v - 2048) << 51) + v,  # the same, big-endian
+        "float16": v,  # the user's file: 12-bit values saved as float16
+        "float32": v / 4095,
+        "float64": v / 4095,
+        "bool": v > np.percentile(v, 70),
+        ">u2": v,
+    }[name]
+    return values.astype(name)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from biounet.label.sums import sum_dtype, summands
+
 _OPTIONS = {"cache": True, "nogil": True}
 
 
@@ -151,17 +153,20 @@ def describe_ids(local: np.ndarray, classes: np.ndarray, seed_class: int, n_seed
 
 
 @njit(**_OPTIONS)
-def relabel_and_measure(local: np.ndarray, lut: np.ndarray, image: np.ndarray, y0: int, x0: int):
+def relabel_and_measure(local: np.ndarray, lut: np.ndarray, image: np.ndarray, high: np.ndarray, y0: int, x0: int,
+                        total: np.ndarray, total_high: np.ndarray):
     """Final ids of a block (`lut` maps its local ids; 0 drops one) and, per local id,
     the sums the object table needs: pixels, sum of rows, sum of columns (slide
-    coordinates), sum of `image` values, and the bounding box (y0, x0, y1, x1)."""
+    coordinates), and the bounding box (y0, x0, y1, x1); `image` values are added to
+    `total` and, if `high` has pixels, its values to `total_high` (both by local id,
+    in place: their types make the sums exact, see biounet.label.sums)."""
     h, w = local.shape
     n = lut.shape[0]
+    split = high.size > 0
     final = np.zeros((h, w), np.int32)
     area = np.zeros(n, np.int64)
     sum_y = np.zeros(n, np.int64)
     sum_x = np.zeros(n, np.int64)
-    total = np.zeros(n, np.float64)
     box = np.empty((n, 4), np.int64)
     for i in range(n):
         box[i, 0], box[i, 1], box[i, 2], box[i, 3] = 1 << 62, 1 << 62, -1, -1
@@ -178,11 +183,13 @@ def relabel_and_measure(local: np.ndarray, lut: np.ndarray, image: np.ndarray, y
             sum_y[v] += y + y0
             sum_x[v] += x + x0
             total[v] += image[y, x]
+            if split:
+                total_high[v] += high[y, x]
             box[v, 0] = min(box[v, 0], y + y0)
             box[v, 1] = min(box[v, 1], x + x0)
             box[v, 2] = max(box[v, 2], y + y0 + 1)
             box[v, 3] = max(box[v, 3], x + x0 + 1)
-    return final, area, sum_y, sum_x, total, box
+    return final, area, sum_y, sum_x, box
 
 
 @njit(**_OPTIONS)
@@ -210,7 +217,8 @@ def warm_up() -> None:
     add_orphans(ids, mask, 0, 4, 0, 4, 1)
     describe_ids(ids, classes, 1, 0, 0, 0, 4, 0, 4)
     lut = np.zeros(1, np.int32)
-    for image in (np.zeros((4, 4), np.uint16), np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.float32)):
-        relabel_and_measure(ids, lut, image, 0, 0)
+    for dtype in (np.uint16, np.uint8, np.float32):
+        values, high = summands(np.zeros((4, 4), dtype))
+        relabel_and_measure(ids, lut, values, high, 0, 0, np.zeros(1, sum_dtype(dtype)), np.zeros(1, np.int64))
     relabel(ids, lut)
     import scipy.sparse.csgraph  # noqa: F401 - the merge's, imported while nothing waits for it

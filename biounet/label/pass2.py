@@ -15,20 +15,36 @@ import numpy as np
 from biounet.label import kernels
 from biounet.label.pass1 import label_window
 from biounet.label.rules import InstanceRule
+from biounet.label.sums import sum_dtype, summands
 from biounet.plan.blocks import Block
 
 
 @dataclass
 class LocalSums:
     """Per local id of a block: final id, pixels, sum of rows and columns (slide
-    coordinates), sum of intensities and bounding box (y0, x0, y1, x1)."""
+    coordinates), sum of intensities and bounding box (y0, x0, y1, x1). Intensity
+    sums are exact (see biounet.label.sums): int64 for integer pixels, with
+    `intensity_high` the sums of 64-bit pixels' high halves (zero otherwise); float64
+    for float pixels."""
 
     final: np.ndarray
     area: np.ndarray
     sum_y: np.ndarray
     sum_x: np.ndarray
     intensity: np.ndarray
+    intensity_high: np.ndarray
     box: np.ndarray
+
+
+def relabel_measured(local: np.ndarray, lut: np.ndarray, image: np.ndarray, y0: int, x0: int
+                     ) -> tuple[np.ndarray, LocalSums]:
+    """Final int32 ids of a block's `local` ids (`lut` maps them; 0 drops one) and their
+    sums over `image` (any accepted pixel type), the block's origin at slide (y0, x0)."""
+    values, high = summands(image)
+    n = lut.shape[0]
+    total, total_high = np.zeros(n, sum_dtype(values.dtype)), np.zeros(n, np.int64)
+    final, area, sum_y, sum_x, box = kernels.relabel_and_measure(local, lut, values, high, y0, x0, total, total_high)
+    return final, LocalSums(lut, area, sum_y, sum_x, total, total_high, box)
 
 
 def second_pass(window: np.ndarray, origin: tuple[int, int], block: Block, rule: InstanceRule, lut: np.ndarray,
@@ -44,8 +60,5 @@ def second_pass(window: np.ndarray, origin: tuple[int, int], block: Block, rule:
     lut = np.ascontiguousarray(lut, np.int32)
     if intensity is None or not lut.any():
         return kernels.relabel(local, lut), None
-    image = np.ascontiguousarray(intensity())
-    final, area, sum_y, sum_x, total, box = kernels.relabel_and_measure(local, lut, image, block.y0, block.x0)
-    if not area.any():
-        return final, None
-    return final, LocalSums(lut, area, sum_y, sum_x, total, box)
+    final, sums = relabel_measured(local, lut, intensity(), block.y0, block.x0)
+    return final, sums if sums.area.any() else None

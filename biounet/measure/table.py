@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
+from biounet.measure.intensity import mean_intensity
+
 if TYPE_CHECKING:
     from biounet.label.pass2 import LocalSums
 
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 @dataclass
 class TablePart:
     """One block's objects: ids (sorted), plane, pixels, sums of rows, columns and
-    intensities, and bounding boxes (n, 4: y0, x0, y1, x1)."""
+    intensities (exact, as `LocalSums` keeps them), and bounding boxes (n, 4: y0, x0, y1, x1)."""
 
     ids: np.ndarray
     plane: int
@@ -30,6 +32,7 @@ class TablePart:
     sum_y: np.ndarray
     sum_x: np.ndarray
     intensity: np.ndarray
+    intensity_high: np.ndarray
     box: np.ndarray
 
     @classmethod
@@ -48,7 +51,7 @@ class TablePart:
                         np.maximum.reduceat(box[:, 2], starts), np.maximum.reduceat(box[:, 3], starts)], 1) \
             if len(starts) else np.zeros((0, 4), np.int64)
         return cls(final[starts].astype(np.int64), plane, add(sums.area), add(sums.sum_y), add(sums.sum_x),
-                   add(sums.intensity), box)
+                   add(sums.intensity), add(sums.intensity_high), box)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -65,7 +68,8 @@ class TablePart:
 
 @dataclass
 class ObjectTable:
-    """Per-object measurements, index = object id (row 0 unused)."""
+    """Per-object measurements, index = object id (row 0 unused); intensity sums in
+    `intensity_dtype` (biounet.measure.intensity.sum_dtype of the pixels), so exact."""
 
     area: np.ndarray
     sum_y: np.ndarray
@@ -75,15 +79,16 @@ class ObjectTable:
     y1: np.ndarray
     x1: np.ndarray
     intensity: np.ndarray
+    intensity_high: np.ndarray
     plane: np.ndarray
 
     @classmethod
-    def empty(cls, n: int) -> "ObjectTable":
+    def empty(cls, n: int, intensity_dtype: np.dtype | str = np.float64) -> "ObjectTable":
         big = np.iinfo(np.int64).max
         return cls(
             np.zeros(n + 1, np.int64), np.zeros(n + 1), np.zeros(n + 1),
             np.full(n + 1, big), np.full(n + 1, big), np.full(n + 1, -1), np.full(n + 1, -1),
-            np.zeros(n + 1), np.full(n + 1, -1),
+            np.zeros(n + 1, intensity_dtype), np.zeros(n + 1, np.int64), np.full(n + 1, -1),
         )
 
     def add(self, part: TablePart | None) -> None:
@@ -95,6 +100,7 @@ class ObjectTable:
         self.sum_y[ids] += part.sum_y
         self.sum_x[ids] += part.sum_x
         self.intensity[ids] += part.intensity
+        self.intensity_high[ids] += part.intensity_high
         np.minimum.at(self.y0, ids, part.box[:, 0])
         np.minimum.at(self.x0, ids, part.box[:, 1])
         np.maximum.at(self.y1, ids, part.box[:, 2])
@@ -104,7 +110,8 @@ class ObjectTable:
 
 def table_of(parts: Iterable[TablePart | None], count: int) -> ObjectTable:
     """The object table of `count` objects from every block's part (in any order)."""
-    table = ObjectTable.empty(count)
+    parts = list(parts)
+    table = ObjectTable.empty(count, next((p.intensity.dtype for p in parts if p is not None), np.float64))
     for part in parts:
         table.add(part)
     return table
@@ -121,7 +128,7 @@ def table_columns(table: ObjectTable, pixel_size: float | None = None) -> tuple[
     header = list(HEADER)
     columns = [ids, table.plane[ids], np.round(table.sum_y[ids] / area, 2), np.round(table.sum_x[ids] / area, 2),
                area, table.y0[ids], table.x0[ids], table.y1[ids], table.x1[ids],
-               np.round(table.intensity[ids] / area, 3)]
+               np.round(mean_intensity(table.intensity[ids], table.intensity_high[ids], area), 3)]
     if pixel_size:
         header.append("area_um2")
         columns.append(np.round(area * pixel_size**2, 3))
@@ -156,13 +163,10 @@ def summary(table: ObjectTable) -> str:
 
 def block_part(labels: np.ndarray, image: np.ndarray, y0: int = 0, x0: int = 0, plane: int = 0) -> TablePart | None:
     """The table part of a block of final labels (any label image) and its intensities."""
-    from biounet.label import kernels
-    from biounet.label.pass2 import LocalSums
+    from biounet.label.pass2 import relabel_measured
 
     labels = np.ascontiguousarray(labels, np.int32)
     if not labels.any():
         return None
     identity = np.arange(int(labels.max()) + 1, dtype=np.int32)
-    _, area, sum_y, sum_x, total, box = kernels.relabel_and_measure(labels, identity, np.ascontiguousarray(image),
-                                                                    y0, x0)
-    return TablePart.of(LocalSums(identity, area, sum_y, sum_x, total, box), plane)
+    return TablePart.of(relabel_measured(labels, identity, image, y0, x0)[1], plane)

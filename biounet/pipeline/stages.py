@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from biounet.label.rules import InstanceRule, model_rule
+from biounet.label.sums import sum_dtype
 from biounet.label.window import Bands, halo_window
 from biounet.measure.table import ObjectTable, TablePart, csv_rows, summary, table_columns
 from biounet.plan.blocks import Block
@@ -351,7 +352,7 @@ def part_of(res: Resources, block: Block) -> TablePart | None:
 def table_step(res: Resources) -> None:
     """The object table (CSV next to the output, written atomically) and the summary."""
     run = res.run
-    table = ObjectTable.empty(merged(res).count)
+    table = ObjectTable.empty(merged(res).count, sum_dtype(run.image_dtype))
     for b in run.blocks:
         table.add(part_of(res, b))
     header, columns = table_columns(table, run.layout.pixel_size.get("x", (None,))[0])

@@ -119,7 +119,7 @@ class Run:
     level: int
     axes: str | None
     image_axes: str
-    image_dtype: str
+    image_dtype: str  # the input's pixel type in native byte order (its copy in the output)
     image_channels: int  # the image's c axis length (0: no c axis)
     channels: tuple[int, ...] | None
     model: str
@@ -253,7 +253,7 @@ def make_run(
     }
     return Run(
         input=str(input), output=str(output), level=level, axes=axes, image_axes=image.axes,
-        image_dtype=str(data.dtype), image_channels=image.size("c") if "c" in image.axes else 0,
+        image_dtype=str(data.dtype.newbyteorder("=")), image_channels=image.size("c") if "c" in image.axes else 0,
         channels=channels, model=str(model_path), spec=spec, tile=chosen, batch=batch, layout=layout,
         probabilities=save_probabilities, write_image=write_image, device=device, params=params,
         precision=precision, compile=compile, weights=weights, tta=tta,

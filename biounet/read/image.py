@@ -45,21 +45,25 @@ class PixelTypeError(ImageReadError):
     """Pixels of a type biounet cannot segment (complex, structured, text, dates...)."""
 
 
-SEGMENTABLE_KINDS = "biuf"  # bool, signed and unsigned integers, floats (float16 included)
+SEGMENTABLE_KINDS = "biuf"  # bool, signed and unsigned integers, floats up to 64 bits (float16 included)
 _KIND_NAMES = {"c": "complex numbers", "V": "structured records", "O": "Python objects", "M": "dates and times",
                "m": "time intervals", "S": "byte strings", "U": "text", "T": "text"}
 
 
 def check_pixel_type(dtype: Any, what: str) -> None:
-    """Refuse pixel types the network cannot take, naming the type (bool, integers and
-    floats pass; they are converted to float32 when normalised)."""
+    """Refuse pixel types some stage cannot take, naming the type: bool, integers and
+    floats up to 64 bits pass (every stage takes them, in either byte order); extended
+    precision floats (float128), which no zarr array holds, do not."""
     try:
         dtype = np.dtype(dtype)
     except TypeError:
         raise PixelTypeError(f"{what} has pixel type {dtype}, which biounet cannot segment: "
                              "convert it to integers or floats first") from None
-    if dtype.kind in SEGMENTABLE_KINDS:
+    if dtype.kind in SEGMENTABLE_KINDS and dtype.itemsize <= 8:
         return
+    if dtype.kind == "f":
+        raise PixelTypeError(f"{what} has pixel type {dtype} (extended precision floats), which biounet cannot "
+                             "segment: convert it to float64 first")
     hint = {"c": " (e.g. to its magnitude or real part)", "V": " (e.g. one numeric field)"}.get(dtype.kind, "")
     raise PixelTypeError(
         f"{what} has pixel type {dtype} ({_KIND_NAMES.get(dtype.kind, 'not numbers')}), which biounet cannot "

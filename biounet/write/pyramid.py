@@ -16,23 +16,38 @@ from biounet.write.store import OutputStore
 
 def shrink(part: np.ndarray, labels: bool, step: tuple[int, int]) -> np.ndarray:
     """`part` (..., Y, X) shrunk by `step` (2 or 1) in y and x: labels take every
-    second pixel, other data 2x2 means (the last odd row/column repeated), rounded
-    for integer data."""
+    second pixel, other data sy x sx means (the last odd row/column repeated), rounded
+    half to even for integer and bool data, in `part`'s dtype."""
     sy, sx = step
     if labels:
         return part[..., ::sy, ::sx]
     if part.shape[-2] % sy or part.shape[-1] % sx:
         pad = [(0, 0)] * (part.ndim - 2) + [(0, part.shape[-2] % sy), (0, part.shape[-1] % sx)]
         part = np.pad(part, pad, mode="edge")
-    out = part[..., ::sy, ::sx].astype(np.float32)  # float32 sums of 4 integers < 2^24 are exact
-    for j in range(sx):
-        for i in range(sy):
-            if i or j:
-                out += part[..., i::sy, j::sx]
-    out /= sy * sx
-    if np.issubdtype(part.dtype, np.integer):
+    pieces = [part[..., i::sy, j::sx] for j in range(sx) for i in range(sy)]
+    if part.dtype.kind in "iu" and part.dtype.itemsize == 8:
+        return _integer_mean(pieces)
+    # Exact sums: float32 holds sums of 4 integers < 2^24 (8- and 16-bit pixels), float64
+    # those of 32-bit integers and keeps float64 pixels' precision.
+    small = part.dtype.kind in "biu" and part.dtype.itemsize <= 2
+    out = pieces[0].astype(np.float32 if small else np.float64)
+    for piece in pieces[1:]:
+        out += piece
+    out /= len(pieces)
+    if part.dtype.kind in "biu":
         np.rint(out, out=out)
     return out.astype(part.dtype, copy=False)
+
+
+def _integer_mean(pieces: list[np.ndarray]) -> np.ndarray:
+    """The mean of equally shaped 64-bit integer arrays rounded half to even, computed in
+    their own type (no float holds them exactly): sum of quotients and of remainders."""
+    n = len(pieces)
+    quotient = sum(p // n for p in pieces)
+    remainder = sum(p % n for p in pieces)  # 0 .. n * (n - 1)
+    out = quotient + remainder // n
+    rest = remainder % n
+    return out + ((2 * rest > n) | ((2 * rest == n) & (out % 2 == 1))).astype(out.dtype)
 
 
 PIECE = 1024  # rows and columns of the output made at once (bounds memory for shard-sized blocks)

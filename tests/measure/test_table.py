@@ -7,9 +7,9 @@ from skimage.measure import regionprops_table
 
 from biounet.label.instances import label_instances
 from biounet.label.rules import InstanceRule
-from biounet.measure.table import ObjectTable, TablePart, block_part, table_of, write_table
+from biounet.measure.table import ObjectTable, TablePart, block_part, table_columns, table_of, write_table
 from biounet.plan.blocks import plan_blocks
-from tests.conftest import bbbc039_labels
+from tests.conftest import as_pixel_type, bbbc039_labels
 
 
 def image_of(shared_data, index=3):
@@ -48,7 +48,7 @@ def test_parts_added_in_any_order_give_the_same_table_and_csv(shared_data, tmp_p
     image = image_of(shared_data)
     parts = parts_of(labels, image, 64)
     expected = table_of(parts, int(labels.max()))
-    shuffled = ObjectTable.empty(int(labels.max()))
+    shuffled = ObjectTable.empty(int(labels.max()), expected.intensity.dtype)
     for i in np.random.default_rng(0).permutation(len(parts)):
         part = parts[i]
         shuffled.add(None if part is None else TablePart.from_bytes(part.to_bytes()))
@@ -79,3 +79,41 @@ def test_pass2_sums_equal_measuring_the_final_labels(shared_data):
             continue
         for name in ("ids", "area", "sum_y", "sum_x", "intensity", "box"):
             assert np.array_equal(getattr(part, name), getattr(expected, name)), name
+
+
+def exact_means(labels: np.ndarray, image: np.ndarray) -> dict[int, float]:
+    """Mean pixel value per object from Python integer sums (one correctly rounded division)."""
+    sums: dict[int, list[int]] = {}
+    for i, v in zip(labels[labels > 0].tolist(), image[labels > 0].tolist()):
+        sums.setdefault(i, [0, 0])
+        sums[i][0] += int(v)
+        sums[i][1] += 1
+    return {i: total / area for i, (total, area) in sums.items()}
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "uint32", "int32", "uint64", "int64", ">i8", "bool"])
+def test_integer_intensities_are_exact_whatever_the_type(shared_data, dtype):
+    """Integer pixels of any width (values beyond float64's exact integers included, either
+    byte order) and bool: each object's mean is its exact sum divided once, whatever the
+    blocks that cut it."""
+    labels = bbbc039_labels(shared_data, 3, "val").astype(np.int32)
+    image = as_pixel_type(image_of(shared_data), dtype)
+    expected = exact_means(labels, image)
+    ids = np.array(sorted(expected))
+    for block in (64, 1024):
+        table = table_of(parts_of(labels, image, block), int(labels.max()))
+        _, columns = table_columns(table)
+        assert np.array_equal(columns[0], ids)
+        assert np.array_equal(columns[-1], np.round([expected[i] for i in ids], 3)), block
+        assert table.intensity.dtype == np.int64
+
+
+def test_float16_intensities_are_summed_in_float64(shared_data):
+    """float16 pixels (which the compiled loops cannot read) are measured, in float64."""
+    labels = bbbc039_labels(shared_data, 3, "val").astype(np.int32)
+    image = image_of(shared_data).astype(np.float16)
+    table = table_of(parts_of(labels, image, 64), int(labels.max()))
+    assert table.intensity.dtype == np.float64
+    expected = regionprops_table(labels, image.astype(np.float64), properties=("label", "intensity_mean"))
+    np.testing.assert_allclose(table.intensity[expected["label"]] / table.area[expected["label"]],
+                               expected["intensity_mean"], rtol=1e-12)
