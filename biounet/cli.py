@@ -335,7 +335,8 @@ def system(as_json: bool) -> None:
 @click.option("--model", metavar="NAME|PATH", help="Describe this model: " + MODEL_HELP + ".")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info(path: Path | None, model: str | None, as_json: bool) -> None:
-    """Describe an image (shape, axes, dtype, chunks, levels, pixel size), a model file or a
+    """Describe an image (format, shape, axes, dtype, chunks, levels and their downsample
+    factors, pixel size, objective power and where they were read), a model file or a
     bioimage.io package (.zip, rdf.yaml or its folder: what it is and how biounet runs it).
 
     A file is told by its content, whatever its name: TIFF by its header, a model
@@ -364,8 +365,8 @@ def info(path: Path | None, model: str | None, as_json: bool) -> None:
         if model in SHIPPED and not Path(model).is_file():  # a shipped model: its name and file
             summary = {"shipped_as": model, "file": str(resolved), **summary}
     elif kind == "other":
-        _fail(f"{path} is neither an image biounet reads (TIFF, OME-TIFF, zarr, OME-Zarr) nor a biounet model "
-              "file; check the path", EXIT_RUNTIME)
+        _fail(f"{path} is neither an image biounet reads (TIFF, OME-TIFF, whole-slide formats, zarr, OME-Zarr) "
+              "nor a biounet model file; check the path", EXIT_RUNTIME)
     else:
         from biounet.read.image import describe, open_image
 
@@ -395,8 +396,9 @@ TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and Big
 
 
 def _file_kind(path: Path) -> str:
-    """"package" (bioimage.io), "image" (a TIFF by its header, a folder, or a missing path:
-    open_image says what is wrong), "model" (torch.save's zip or legacy pickle) or "other"."""
+    """"package" (bioimage.io), "image" (a TIFF by its header, a slide OpenSlide reads, a folder,
+    or a missing path: open_image says what is wrong), "model" (torch.save's zip or legacy
+    pickle) or "other"."""
     import zipfile
 
     from biounet.model.zoo_package import is_package
@@ -415,6 +417,10 @@ def _file_kind(path: Path) -> str:
         return "model" if torch_layout or path.suffix in (".pt", ".pth") else "other"
     if head[:1] == b"\x80" or path.suffix in (".pt", ".pth"):  # a pickle protocol header (torch's legacy format)
         return "model"
+    from biounet.read.openslide_levels import ONLY_OPENSLIDE, detect
+
+    if path.suffix.lower() in ONLY_OPENSLIDE or detect(path) is not None:  # MRXS, ...: open_image says the rest
+        return "image"
     return "other"
 
 

@@ -232,7 +232,7 @@ def make_run(
     covered = min(block if ngff == "0.4" else min(block, DEFAULT_BLOCK["0.4"]),
                   -(-max(height, width) // geometry.align) * geometry.align)
     chosen = tile or spec.tile or choose_tile(spec.unet, covered, memory)
-    layout = OutputLayout(label_axes, label_shape, block, _level_pixel_size(image, level), ngff, chunk)
+    layout = OutputLayout(label_axes, label_shape, block, image.level_pixel_size(level), ngff, chunk)
     first = layout.blocks(0)[0]
     _, _, _, _, ys, xs = tile_window(first, chosen, geometry)
     if devices[0].type == "cuda":  # tiles per launch from the GPU's free memory, shared by its threads
@@ -259,14 +259,3 @@ def make_run(
         precision=precision, compile=compile, weights=weights, tta=tta,
     )
 
-
-def _level_pixel_size(image, level: int) -> dict:
-    if level == 0:
-        return dict(image.pixel_size)
-    fy = image.level_shape(0)[-2] / image.level_shape(level)[-2]
-    fx = image.level_shape(0)[-1] / image.level_shape(level)[-1]
-    out = dict(image.pixel_size)
-    for a, f in (("y", fy), ("x", fx)):
-        if a in out:
-            out[a] = (out[a][0] * f, out[a][1])
-    return out

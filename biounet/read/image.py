@@ -1,8 +1,11 @@
 """Open a slide lazily: named axes, pixel size, pyramid levels, regions read on demand.
 
 TIFF family files (TIFF, OME-TIFF, BigTIFF, pyramids in series levels or
-SubIFDs) go through tifffile's zarr interface and zarr arrays / OME-Zarr images
-through zarr, so nothing is read until a region is asked for. Axes are always
+SubIFDs, and the whole-slide variants Aperio SVS, Hamamatsu NDPI, Leica SCN,
+Philips TIFF, Ventana BIF) go through tifffile (tiled pages tile by tile,
+others through its zarr interface), zarr arrays / OME-Zarr images through
+zarr, and slides only OpenSlide reads (MRXS, ...) through OpenSlide, so
+nothing is read until a region is asked for. Axes are always
 returned in NGFF order, a subset of "tczyx"; RGB samples become the "c" axis.
 Regions are read straight from the file's chunks (`Image.read`); dask arrays
 of the levels (`Image.data`, `Image.levels`) are made only when asked for, so
@@ -21,10 +24,14 @@ import numpy as np
 import tifffile
 import zarr
 
+from biounet.read import slide_meta, tiff_formats
+from biounet.read.levels import downsamples
 from biounet.read.tiff_tiles import TiffTiles, cache_for, tiles_supported
 
 CANONICAL = "tczyx"
-TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".ome.tif", ".ome.tiff", ".svs", ".ndpi")
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
+READS = ("biounet reads TIFF (OME-TIFF, BigTIFF, Aperio SVS, Hamamatsu NDPI, Leica SCN, Philips TIFF, Ventana BIF), "
+         "zarr, OME-Zarr and, with OpenSlide, MRXS and other whole-slide formats")
 _TIFF_AXES = {"T": "t", "C": "c", "S": "c", "Z": "z", "Y": "y", "X": "x", "I": "t", "Q": "t", "E": "c"}
 
 
@@ -77,7 +84,11 @@ class Image:
 
     axes: the levels' axes, a subset of "tczyx" in that order.
     readers: every pyramid level (readers[0] is full resolution), read region by region.
-    pixel_size: {"y": (size, unit), "x": (size, unit), ...} where known.
+    pixel_size: {"y": (size, unit), "x": (size, unit), ...} of level 0 where known, from
+        whatever the format stores (OME-XML, a scanner's metadata, TIFF resolution tags,
+        OpenSlide's properties, NGFF scales).
+    objective_power: the scanner's objective magnification (40.0 for a 40x scan), or None.
+    metadata_source: where pixel_size and objective_power were read ("" if nowhere).
     data, levels: level 0 and every level as dask arrays, made on first use.
     """
 
@@ -87,6 +98,8 @@ class Image:
     pixel_size: dict[str, tuple[float, str]] = field(default_factory=dict)
     format: str = ""
     channel_names: list[str] | None = None
+    objective_power: float | None = None
+    metadata_source: str = ""
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -103,6 +116,30 @@ class Image:
 
     def level_shape(self, level: int) -> tuple[int, ...]:
         return self.readers[level].shape
+
+    @property
+    def downsamples(self) -> list[tuple[float, float]]:
+        """Each level's (y, x) downsample factor relative to level 0 (real, not rounded)."""
+        return downsamples([(self.size_of(level, "y"), self.size_of(level, "x")) for level in range(len(self.readers))])
+
+    def size_of(self, level: int, axis: str) -> int:
+        """Length of `axis` at `level`, 1 if the image has no such axis."""
+        return self.readers[level].shape[self.axes.index(axis)] if axis in self.axes else 1
+
+    def level_pixel_size(self, level: int) -> dict[str, tuple[float, str]]:
+        """The pixel size at `level`: level 0's times the level's downsample in y and x."""
+        fy, fx = self.downsamples[level]
+        out = dict(self.pixel_size)
+        for axis, factor in (("y", fy), ("x", fx)):
+            if axis in out:
+                out[axis] = (out[axis][0] * factor, out[axis][1])
+        return out
+
+    def microns_per_pixel(self, level: int = 0) -> float | None:
+        """The mean of y and x pixel size at `level` in micrometres, None where unknown."""
+        sizes = [_to_microns(*self.level_pixel_size(level)[a]) for a in "yx" if a in self.pixel_size]
+        sizes = [s for s in sizes if s is not None]
+        return sum(sizes) / len(sizes) if sizes else None
 
     def size(self, axis: str) -> int:
         """Length of `axis`, 1 if the image has no such axis."""
@@ -124,11 +161,22 @@ class Image:
         return self.levels[0]
 
 
-def open_image(path: str | os.PathLike, axes: str | None = None, *, check_pixels: bool = True) -> Image:
+_MICRONS = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "centimeter": 1e4, "meter": 1e6, "angstrom": 1e-4}
+
+
+def _to_microns(size: float, unit: str) -> float | None:
+    factor = _MICRONS.get(unit)
+    return size * factor if factor is not None else None
+
+
+def open_image(path: str | os.PathLike, axes: str | None = None, *, check_pixels: bool = True,
+               openslide: bool = False) -> Image:
     """Open `path` lazily (see module docstring); `axes` overrides a guessed axis order.
 
     `check_pixels`: refuse pixel types biounet cannot segment (PixelTypeError), so a
-    run stops before it writes anything.
+    run stops before it writes anything. `openslide`: read a file through OpenSlide even
+    where tifffile reads it (to compare the two; OpenSlide composes a Leica SCN's regions
+    into the whole slide, where tifffile gives the main image alone).
     """
     path = Path(path)
     if not path.exists():
@@ -140,7 +188,10 @@ def open_image(path: str | os.PathLike, axes: str | None = None, *, check_pixels
     else:
         if path.stat().st_size == 0:
             raise ImageReadError(f"{path} is empty (0 bytes); check the file (an interrupted copy?)")
-        image = _open_tiff(path, axes)
+        if openslide:
+            image = _open_openslide(path, axes, _openslide_format(path))
+        else:
+            image = _open_tiff(path, axes) if _is_tiff(path) else _open_other(path, axes)
     if check_pixels:
         check_pixel_type(image.dtype, str(path))
     return image
@@ -220,39 +271,72 @@ def _check_axes(axes: str, ndim: int) -> str:
     return axes
 
 
+def _raise_if_broken(path: Path, messages: list[str]) -> None:
+    """Refuse a TIFF whose structure tifffile logged as broken: a truncated file loses its
+    later pages (pyramid levels) silently otherwise."""
+    broken = tiff_formats.broken_structure(messages)
+    if broken:
+        raise ImageReadError(f"{path} is truncated or corrupt (tifffile: {_first_line(ValueError(broken))}); "
+                             "check it or copy it again")
+
+
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in TIFF_MAGIC
+
+
+def _open_other(path: Path, axes: str | None) -> Image:
+    """A file that is no TIFF: a slide OpenSlide reads, else an error saying what biounet reads."""
+    from biounet.read import openslide_levels
+
+    vendor = openslide_levels.detect(path)
+    if vendor is not None:
+        return _open_openslide(path, axes, vendor)
+    if path.suffix.lower() in openslide_levels.ONLY_OPENSLIDE and not openslide_levels.installed():
+        raise ImageReadError(f"{path} is a slide only OpenSlide reads, and OpenSlide is not installed: "
+                             f"{openslide_levels.INSTALL}")
+    return _open_tiff(path, axes)  # fails, saying why it is no TIFF
+
+
 def _open_tiff(path: Path, axes: str | None) -> Image:
-    try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
-            if 0 in series.shape:
-                _raise_zero_sized(path, series.shape)
-            tiff_axes = "".join(_TIFF_AXES.get(a, a.lower()) for a in series.axes)
-            nlevels = len(series.levels)
-            pixel_size = _tiff_pixel_size(tif, series)
-            channel_names = _ome_channel_names(tif)
-            fmt = "OME-TIFF" if tif.is_ome else ("BigTIFF" if tif.is_bigtiff else "TIFF")
-            if nlevels > 1:
-                fmt += f", pyramid of {nlevels}"
-            page = series.keyframe
-            chunked = page.is_tiled
-            tiled = {}  # levels read tile by tile, sharing one cache of decoded tiles
-            if all(tiles_supported(series, level) for level in range(nlevels)):
-                cache = cache_for(series.levels[0].pages[0])
-                tiled = {level: TiffTiles(path, series.levels[level].pages[0], level, cache)
-                         for level in range(nlevels)}
-    except ImageReadError:
-        raise
-    except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError, struct_error()) as err:
-        raise ImageReadError(
-            f"{path} is not a readable TIFF ({_first_line(err)}); biounet reads TIFF, OME-TIFF, zarr and "
-            "OME-Zarr: check the file or convert it"
-        ) from None
+    with tiff_formats.kept_log() as messages:
+        try:
+            with tifffile.TiffFile(path) as tif:
+                index = tiff_formats.main_series(tif)
+                series = tif.series[index]
+                _raise_if_broken(path, messages)
+                if 0 in series.shape:
+                    _raise_zero_sized(path, series.shape)
+                if tiff_formats.has_tile_joints(tif, series):
+                    return _stitched_by_openslide(path, axes)
+                tiff_axes = "".join(_TIFF_AXES.get(a, a.lower()) for a in series.axes)
+                nlevels = len(series.levels)
+                scan = tiff_formats.scan_info(tif, series)
+                channel_names = _ome_channel_names(tif)
+                fmt = tiff_formats.format_name(tif, series)
+                if nlevels > 1:
+                    fmt += f", pyramid of {nlevels}"
+                page = series.keyframe
+                chunked = page.is_tiled or bool(getattr(page, "is_ndpi", False) and len(page.dataoffsets) > 1)
+                tiled = {}  # levels read tile by tile, sharing one cache of decoded tiles
+                if all(tiles_supported(series, level) for level in range(nlevels)):
+                    cache = cache_for(series.levels[0].pages[0])
+                    tiled = {level: TiffTiles(path, series.levels[level].pages[0], level, cache)
+                             for level in range(nlevels)}
+        except ImageReadError:
+            raise
+        except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError, struct_error()) as err:
+            _raise_if_broken(path, messages)
+            raise ImageReadError(
+                f"{path} is not a readable TIFF ({_first_line(err)}); {READS}: check the file or convert it"
+            ) from None
     readers = []
     for level in range(nlevels):
         try:
             arr = tiled.get(level)
             if arr is None:
-                arr = zarr.open(tifffile.imread(path, aszarr=True, series=0, level=level), mode="r")
+                with tiff_formats.kept_log():  # logged when the file was opened above
+                    arr = zarr.open(tifffile.imread(path, aszarr=True, series=index, level=level), mode="r")
         except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError, struct_error()) as err:
             raise ImageReadError(f"{path} is not a readable TIFF (level {level}: {_first_line(err)}); check the file") from None
         source = _CheckedArray(arr, path, level)
@@ -261,7 +345,58 @@ def _open_tiff(path: Path, axes: str | None) -> Image:
         _raise_zero_sized(path, readers[0].shape)
     if not chunked:
         fmt += ", striped"
-    return Image(path, readers[0].axes, readers, pixel_size, fmt, channel_names)
+    return Image(path, readers[0].axes, readers, scan.pixel_size, fmt, channel_names, scan.objective_power,
+                 scan.source)
+
+
+def _openslide_format(path: Path) -> str:
+    """OpenSlide's name for the format of `path`; an ImageReadError if it has none."""
+    from biounet.read import openslide_levels
+
+    if not openslide_levels.installed():
+        raise ImageReadError(f"reading {path} through OpenSlide needs OpenSlide: {openslide_levels.INSTALL}")
+    vendor = openslide_levels.detect(path)
+    if vendor is None:
+        raise ImageReadError(f"OpenSlide cannot read {path}: it is in no format OpenSlide knows, or truncated or "
+                             "corrupt; check it or copy it again")
+    return vendor
+
+
+def _stitched_by_openslide(path: Path, axes: str | None) -> Image:
+    """A Ventana BIF whose tiles overlap: OpenSlide stitches them (tifffile would not)."""
+    from biounet.read import openslide_levels
+
+    if not openslide_levels.installed():
+        raise ImageReadError(f"{path} is a Ventana BIF whose tiles overlap; biounet stitches them with OpenSlide, "
+                             f"which is not installed: {openslide_levels.INSTALL}")
+    return _open_openslide(path, axes, "ventana")
+
+
+OPENSLIDE_NAMES = {"aperio": "Aperio SVS", "hamamatsu": "Hamamatsu VMS/NDPI", "leica": "Leica SCN",
+                   "mirax": "3DHISTECH MRXS",
+                   "philips": "Philips TIFF", "sakura": "Sakura SVSLIDE", "trestle": "Trestle TIFF",
+                   "ventana": "Ventana BIF", "generic-tiff": "TIFF", "dicom": "DICOM WSI", "zeiss": "Zeiss CZI"}
+
+
+def _open_openslide(path: Path, axes: str | None, vendor: str) -> Image:
+    """A slide through OpenSlide: its levels as RGB (y, x, c) arrays read region by region."""
+    from biounet.read import openslide_levels
+
+    name = OPENSLIDE_NAMES.get(vendor, vendor)
+    try:
+        slide = openslide_levels.Slide(path)
+        levels = slide.levels()
+        properties = dict(slide.slide.properties)
+    except openslide_levels.errors() as err:
+        raise ImageReadError(f"{path} is a {name} slide OpenSlide cannot open ({_first_line(err)}); "
+                             "the file may be truncated or corrupt: check it or copy it again") from None
+    if any(0 in level.shape for level in levels[:1]):
+        _raise_zero_sized(path, levels[0].shape)
+    readers = [CanonicalReader(_CheckedArray(level, path, i), _check_axes(axes, 3) if axes else "yxc")
+               for i, level in enumerate(levels)]
+    scan = slide_meta.openslide(properties)
+    fmt = f"{name} (OpenSlide)" + (f", pyramid of {len(levels)}" if len(levels) > 1 else "")
+    return Image(path, readers[0].axes, readers, scan.pixel_size, fmt, None, scan.objective_power, scan.source)
 
 
 def _first_line(err: BaseException) -> str:
@@ -291,13 +426,17 @@ class _CheckedArray:
         try:
             return np.asarray(self.arr[key])
         except Exception as err:  # noqa: BLE001 - decoders raise anything (zlib, tifffile, codecs, OSError)
-            region = ", ".join(f"{k.start}:{k.stop}" if isinstance(k, slice) else str(k) for k in
+            region = ", ".join(f"{_bound(k.start)}:{_bound(k.stop)}" if isinstance(k, slice) else str(k) for k in
                                (key if isinstance(key, tuple) else (key,)))
             where = f"level {self.level}, " if self.level else ""
             raise ImageReadError(
                 f"cannot read {self.path} ({where}region [{region}]: {_first_line(err)}); "
                 "the file may be truncated or corrupt: check it or copy it again"
             ) from err
+
+
+def _bound(value: Any) -> str:
+    return "" if value is None else str(value)
 
 
 def checked_dask(source: "_CheckedArray"):
@@ -326,42 +465,6 @@ def struct_error() -> type:
     import struct
 
     return struct.error
-
-
-def _tiff_pixel_size(tif: tifffile.TiffFile, series: Any) -> dict[str, tuple[float, str]]:
-    if tif.is_ome and tif.ome_metadata:
-        try:
-            meta = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
-            meta = meta[0] if isinstance(meta, list) else meta
-            pixels = meta["Pixels"]
-            out = {}
-            for ax in "xyz":
-                size = pixels.get(f"PhysicalSize{ax.upper()}")
-                if size:
-                    unit = pixels.get(f"PhysicalSize{ax.upper()}Unit", "µm")
-                    out[ax] = (float(size), _unit_name(unit))
-            if out:
-                return out
-        except (KeyError, TypeError, ValueError):
-            pass
-    page = series.keyframe
-    tags = page.tags
-    if "XResolution" in tags and "ResolutionUnit" in tags:
-        unit = tags["ResolutionUnit"].value
-        factor = {2: 25400.0, 3: 10000.0}.get(int(unit))  # inch, cm -> micrometre
-        if factor:
-            out = {}
-            for ax, tag in (("x", "XResolution"), ("y", "YResolution")):
-                num, den = tags[tag].value
-                if num:
-                    out[ax] = (factor * den / num, "micrometer")
-            if out and not all(abs(v[0] - factor) < 1e-9 for v in out.values()):
-                return out
-    return {}
-
-
-def _unit_name(unit: str) -> str:
-    return {"µm": "micrometer", "um": "micrometer", "nm": "nanometer", "mm": "millimeter"}.get(unit, unit)
 
 
 def _ome_channel_names(tif: tifffile.TiffFile) -> list[str] | None:
@@ -440,7 +543,10 @@ def describe(image: Image) -> dict:
         "dtype": str(image.dtype),
         "chunks": list(image.chunks),
         "levels": [list(reader.shape) for reader in image.readers],
+        "downsamples": [round((fy + fx) / 2, 4) for fy, fx in image.downsamples],
         "pixel_size": {k: list(v) for k, v in image.pixel_size.items()},
+        "objective_power": image.objective_power,
+        "metadata_source": image.metadata_source or None,
         "channels": image.channel_names,
     }
 
