@@ -10,7 +10,9 @@ every model under pydantic >= 2.14). latest-spec: latest with the newest
 bioimageio.spec installed over it (0.5.14 mended that). All take torch==2.13.0, the
 CPU build on this machine's disk (a looser torch requirement downloads a CUDA build
 of several GB). They live in `.venv-bioimageio/NAME` (ignored by git), about 1.4 GB
-and 95 s each to build here, and are reused while their requirements are unchanged.
+each, built in about 95 s each on a quiet 2-core machine here (140-400 s beside other
+work), and are reused while their requirements are unchanged. Building latest-spec
+makes pip report that bioimageio.core wants bioimageio.spec 0.5.12.0: expected.
 tests/zoo/test_bioimageio_cli.py and .ci/run share this script.
 """
 

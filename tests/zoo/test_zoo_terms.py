@@ -83,3 +83,16 @@ def test_shipped_files_carry_their_facts(name, shared_data):
     facts = ship.FACTS[name]
     assert spec.training_data == facts.data and spec.pixel_size == facts.pixel_size
     assert spec.diameter == ship.training_diameter(facts)
+
+
+def test_package_licence_follows_the_data_terms():
+    from biounet.model.training_data import BBBC039, ISBI2012, MONUSEG
+    from biounet.zoo.arch import ExportError
+    from biounet.zoo.export import package_license
+
+    assert package_license(None, None) == "BSD-3-Clause" and package_license(BBBC039, None) == "BSD-3-Clause"
+    assert package_license(BBBC039, "MIT") == "MIT"  # CC0 data: the user's choice
+    assert package_license(ISBI2012, None) == "CC-BY-NC-4.0" and package_license(MONUSEG, None) == "CC-BY-NC-SA-4.0"
+    assert package_license(MONUSEG, "CC-BY-NC-SA-4.0") == "CC-BY-NC-SA-4.0"
+    with pytest.raises(ExportError, match="--license CC-BY-4.0: the model was trained on MoNuSeg"):
+        package_license(MONUSEG, "CC-BY-4.0")
