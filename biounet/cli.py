@@ -362,6 +362,8 @@ def info(path: Path | None, model: str | None, as_json: bool) -> None:
         payload = read_model_payload(resolved)
         summary = {"format_version": payload["format_version"], "architecture": _architecture(payload["spec"]),
                    **payload["spec"]}
+        if summary.get("training_data") and not as_json:
+            summary["training_data"] = _training_data(summary["training_data"])
         if model in SHIPPED and not Path(model).is_file():  # a shipped model: its name and file
             summary = {"shipped_as": model, "file": str(resolved), **summary}
     elif kind == "other":
@@ -378,6 +380,16 @@ def _shipped_names() -> tuple[str, ...]:
     from biounet.model.names import SHIPPED
 
     return tuple(SHIPPED)
+
+
+def _training_data(stored: dict) -> dict:
+    """A model's training data and terms, one line each (as stored where the file's are malformed)."""
+    from biounet.model.training_data import TrainingData, describe
+
+    try:
+        return describe(TrainingData.from_dict(stored))
+    except ValueError:
+        return stored
 
 
 def _architecture(spec: dict) -> str:
@@ -446,7 +458,8 @@ def _echo_summary(summary: dict, as_json: bool) -> None:
               "(default: MODEL_CARD.md for the shipped model, else a summary of the model).")
 @click.option("--name", help="The model's name in the package.")
 @click.option("--author", "authors", multiple=True, help="An author (repeatable; default: biounet developers).")
-@click.option("--license", "license_", default="BSD-3-Clause", show_default=True, help="The model's SPDX licence.")
+@click.option("--license", "license_", help="The package's SPDX licence (default: the one the model's training data "
+              "imposes on its weights, e.g. CC-BY-NC-4.0 for the membranes model, else BSD-3-Clause).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing package.")
 def export(model: str, output: Path, test_image, documentation, name, authors, license_, overwrite) -> None:
     """Write MODEL (a model file, or a shipped model's name: nuclei, membranes) as a bioimage.io
@@ -463,7 +476,7 @@ def export(model: str, output: Path, test_image, documentation, name, authors, l
 
     done = export_package(model, output, test_image=test_image, documentation=documentation, license=license_,
                           name=name, authors=authors or ("biounet developers",))
-    click.echo(f"wrote {done['package']}: bioimage.io model ({done['status']}), test input "
+    click.echo(f"wrote {done['package']}: bioimage.io model ({done['status']}), licence {done['license']}, test input "
                f"{'x'.join(map(str, done['test_input']))}, test output {'x'.join(map(str, done['test_output']))}")
 
 

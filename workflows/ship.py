@@ -2,6 +2,13 @@
 
     python workflows/ship.py membranes RUN_MODEL VAL_FOLDER OUT
     python workflows/ship.py nuclei SELECTED_MODEL GUARD_FOLDER OUT
+    python workflows/ship.py facts NAME MODEL OUT
+
+Every shipped file carries its model's facts (`FACTS`, one entry per shipped
+model): the training data and its terms, the pixel size the data documents, and
+the median object diameter of the training labels, measured as `biounet train`
+measures it (labels from $DATA, default ../shared/data). `facts` writes MODEL
+with NAME's facts and nothing else changed (how the shipped files got them).
 
 membranes: RUN_MODEL is the run's best checkpoint by Rand error on slices
 16-19 (what `biounet train --metric rand_error` keeps); VAL_FOLDER holds those
@@ -20,9 +27,56 @@ portable names of the image sets instead of this machine's paths.
 
 from __future__ import annotations
 
+import os
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from biounet.model.training_data import BBBC039, ISBI2012, TrainingData
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Facts:
+    """A shipped model's facts: its training data (and terms), the pixel size (um/px) the data
+    documents (None: it documents none), and its training labels (a folder under $DATA; only
+    the first `first` files sorted by name, or all)."""
+
+    data: TrainingData
+    pixel_size: float | None
+    labels: str
+    first: int | None = None
+
+
+FACTS = {
+    # BBBC039's documentation gives no pixel size (nor does BBBC022's, the screen it comes from).
+    "nuclei": Facts(BBBC039, None, "bbbc039/train/labels"),
+    # ISBI 2012: 4 x 4 x 50 nm voxels (Cardona et al. 2010); trained on slices 0-15, whose "objects"
+    # are the cell interiors (the 0/1 mask's components).
+    "membranes": Facts(ISBI2012, 0.004, "isbi2012/train/labels", first=16),
+}
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("DATA") or ROOT.parent / "shared" / "data")
+
+
+def training_diameter(facts: Facts, ignore: int | None = None) -> float:
+    """The median object diameter (px) of the training labels, as `biounet train` measures it."""
+    from biounet.read.files import read_labels
+    from biounet.train.data import median_diameter, object_areas
+
+    files = sorted((data_dir() / facts.labels).glob("*.tif"))[: facts.first]
+    if not files:
+        sys.exit(f"ship.py: no training labels in {data_dir() / facts.labels}; set DATA to the shared data folder")
+    return median_diameter([object_areas(read_labels(f), ignore) for f in files])
+
+
+def with_facts(spec, facts: Facts):
+    """`spec` with the training data, pixel size and training labels' median object diameter of `facts`."""
+    return replace(spec, training_data=facts.data, pixel_size=facts.pixel_size,
+                   diameter=training_diameter(facts, spec.provenance.get("ignore")))
 
 
 def scores(model: str, folder: str):
@@ -43,7 +97,7 @@ def membranes(model: str, val: str, out: str) -> None:
     chosen = {"images": str(Path(val) / "images"), "count": len(table.rows), "metric": "rand_error",
               "rand_error": summary["rand_error"], "pixel_error": summary["pixel_error"],
               "v_rand": summary["v_rand"], "v_info": summary["v_info"]}
-    save_tuned(out, net, spec, "components", {"threshold": threshold}, chosen)
+    save_tuned(out, net, with_facts(spec, FACTS["membranes"]), "components", {"threshold": threshold}, chosen)
     print(f"wrote {out}: threshold {threshold} (Rand error {summary['rand_error']:.4f}, pixel error "
           f"{summary['pixel_error']:.4f}, V_Rand {summary['v_rand']:.4f}, V_Info {summary['v_info']:.4f} on "
           f"{len(table.rows)} slices); {Path(out).stat().st_size / 2**20:.1f} MB")
@@ -62,14 +116,26 @@ def nuclei(model: str, guard: str, out: str) -> None:
     held_out = headline(table.summary)
     provenance["held_out"] = {"images": "bbbc039/val: the last 10 images sorted by name (GUARD10)",
                               "count": len(table.rows), **held_out}
-    save_model(out, net, replace(spec, provenance=provenance))
+    save_model(out, net, replace(with_facts(spec, FACTS["nuclei"]), provenance=provenance))
     figures = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in held_out.items())
     print(f"wrote {out}: on the {len(table.rows)} held-out images {figures}; "
           f"{Path(out).stat().st_size / 2**20:.1f} MB")
 
 
+def add_facts(name: str, model: str, out: str) -> None:
+    from biounet.model.file import load_model, save_model
+
+    if name not in FACTS:
+        sys.exit(f"ship.py: no facts for {name!r}; known: {', '.join(FACTS)}")
+    net, spec = load_model(model)
+    spec = with_facts(spec, FACTS[name])
+    save_model(out, net, spec)
+    print(f"wrote {out}: training data {spec.training_data.name}, pixel size {spec.pixel_size} um/px, "
+          f"diameter {spec.diameter} px")
+
+
 if __name__ == "__main__":
-    steps = {"membranes": membranes, "nuclei": nuclei}
+    steps = {"membranes": membranes, "nuclei": nuclei, "facts": add_facts}
     if len(sys.argv) != 5 or sys.argv[1] not in steps:
         sys.exit(__doc__.split("\n\n")[1].strip())
     steps[sys.argv[1]](*sys.argv[2:])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from biounet.model.config import UNetConfig
+from biounet.model.training_data import TrainingData
 
 
 class ModelFileError(ValueError):
@@ -33,6 +34,7 @@ class ModelSpec:
     tile: preferred input tile size (None: choose automatically).
     pixel_size: the pixel size the network was trained at, um/px (None: not known).
     diameter: the typical (median) object diameter in the training labels, px at `pixel_size`.
+    training_data: what it was trained on and the terms that come with it (None: not recorded).
     """
 
     unet: UNetConfig = field(default_factory=UNetConfig)
@@ -46,16 +48,20 @@ class ModelSpec:
     provenance: dict = field(default_factory=dict)
     pixel_size: float | None = None
     diameter: float | None = None
+    training_data: TrainingData | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["unet"] = self.unet.to_dict()
+        data["training_data"] = self.training_data.to_dict() if self.training_data else None
         return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelSpec":
         data = dict(data)
         unet = UNetConfig.from_dict(data.pop("unet"))
+        if data.get("training_data") is not None:
+            data["training_data"] = TrainingData.from_dict(data["training_data"])
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:

@@ -449,6 +449,14 @@ def _load_module(entry, chosen: str) -> nn.Module:
 # -- info -------------------------------------------------------------------------------------------------
 
 
+def _training_data(descr) -> str | None:
+    """A package's training data: a linked bioimage.io dataset's id, or an inline description's name."""
+    data = descr.training_data
+    if data is None:
+        return None
+    return f"bioimage.io dataset {data.id}" if getattr(data, "id", None) else getattr(data, "name", None)
+
+
 def describe_package(path: str | Path) -> dict:
     """What `biounet info` shows of a package: what it is, and how biounet would run it."""
     path = Path(path)
@@ -458,6 +466,7 @@ def describe_package(path: str | Path) -> dict:
         "bioimageio": descr.name, "format_version": str(descr.format_version), "weights": ", ".join(weights),
         "license": str(descr.license) if descr.license else None,
         "cite": "; ".join(c.text for c in descr.cite) if descr.cite else None,
+        "training_data": _training_data(descr),
     }
     try:
         spec = package_spec(path, descr=descr)

@@ -232,17 +232,30 @@ def array_source(name: str, image: np.ndarray, labels: np.ndarray, spec: TargetS
     _check_shapes(name, image.shape[-2:], labels.shape)
     if stats is None:
         stats = normalization_stats(image.reshape(image.shape[0], -1).astype(np.float64), normalization)
-    inst = to_instances(labels, spec.ignore, spec.labels)
+    return ArraySource(name, normalize(image, stats), make_targets(labels, spec, cache=True),
+                       object_areas(labels, spec.ignore, spec.labels))
+
+
+def object_areas(labels: np.ndarray, ignore: int | None = None, kind: str = "auto") -> np.ndarray:
+    """The areas (px) of a label image's objects as training sees them: instance ids, or a 0/1 class
+    mask's 8-connected components (`to_instances`)."""
+    inst = to_instances(labels, ignore, kind)
     areas = np.bincount(inst[inst > 0].ravel())[1:]
-    return ArraySource(name, normalize(image, stats), make_targets(labels, spec, cache=True), areas[areas > 0])
+    return areas[areas > 0]
+
+
+def median_diameter(areas: Sequence[np.ndarray]) -> float | None:
+    """Median equivalent diameter (px, 2 sqrt(area / pi), rounded to 0.01) of the objects of all the
+    area arrays together (None if there are none): the `diameter` a model file records."""
+    areas = [a for a in areas if a is not None and len(a)]
+    if not areas:
+        return None
+    return round(float(np.median(2 * np.sqrt(np.concatenate(areas) / np.pi))), 2)
 
 
 def object_diameter(sources: Sequence[Source]) -> float | None:
     """Median equivalent diameter (px) of the labelled objects of the in-memory sources (None if none)."""
-    areas = [s.areas for s in sources if getattr(s, "areas", None) is not None and len(s.areas)]
-    if not areas:
-        return None
-    return round(float(np.median(2 * np.sqrt(np.concatenate(areas) / np.pi))), 2)
+    return median_diameter([getattr(s, "areas", None) for s in sources])
 
 
 class LazySource:

@@ -9,6 +9,13 @@ and the network's output on it are the test tensors; biounet's post-processing
 (class map and instances) is kept in `config.biounet`, which `biounet segment
 --model package.zip` reads back. Nothing is downloaded, and the package refers
 to no URL (bioimageio.spec would check each one over the network).
+
+The model's training data (`ModelSpec.training_data`) goes with it: its citations,
+a documentation section stating what the model was trained on and the data's
+terms, the licence its terms impose on the weights (the package's licence then),
+and a link to the data set where the bioimage.io collection has one. An inline
+dataset description is never written: bioimageio.spec refuses it under some
+pydantic versions (issue 25), and a link or the documentation says the same.
 """
 
 from __future__ import annotations
@@ -22,16 +29,17 @@ import numpy as np
 import torch
 
 from biounet import __version__
-from biounet.model.file import default_model_path, load_model
+from biounet.model.file import load_model
+from biounet.model.names import SHIPPED, shipped_path
 from biounet.model.spec import ModelSpec
+from biounet.model.training_data import BBBC039, TrainingData
 from biounet.model.zoo_package import is_package, require_bioimageio
 from biounet.plan.run import file_digest
 from biounet.zoo.arch import Architecture, ExportError, architecture
 
+DEFAULT_LICENSE = "BSD-3-Clause"  # biounet's own; a package's licence where its training data sets none
 RONNEBERGER = ("Ronneberger, O., Fischer, P., Brox, T.: U-Net: Convolutional Networks for Biomedical Image "
                "Segmentation. MICCAI 2015, LNCS 9351, 234-241.", "10.1007/978-3-319-24574-4_28")
-CAICEDO = ("Caicedo, J.C. et al.: Evaluation of Deep Learning Strategies for Nucleus Segmentation in "
-           "Fluorescence Images. Cytometry A 95(9), 952-965 (2019).", "10.1002/cyto.a.23863")
 TEST_SIZE_LIMIT = 1024  # the test input is a crop of at most this many pixels per side
 EPS = 1e-6  # bioimage.io's default eps of scale_range: (x - low) / (high - low + eps)
 CONFIG_KEY = "biounet"
@@ -50,21 +58,26 @@ def default_test_image() -> Path | None:
 
 
 def export_package(model: str | Path, output: str | Path, *, test_image: str | Path | None = None,
-                   documentation: str | Path | None = None, license: str = "BSD-3-Clause",
+                   documentation: str | Path | None = None, license: str | None = None,
                    name: str | None = None, authors: Sequence[str] = ("biounet developers",)) -> dict:
     """Write `model` (a biounet model file) as the bioimage.io package `output` (.zip).
 
-    Returns what was written: the package path, test input and output shapes, and the
+    `license` is the package's SPDX licence: by default the one the model's training data
+    imposes on its weights, else BSD-3-Clause; another than the data's is refused. Returns
+    what was written: the package path, its licence, test input and output shapes, and the
     validation status bioimageio.spec gave the package.
     """
     model, output = Path(model), Path(output)
     require_bioimageio("biounet export")
-    _check_license(license)
+    if license is not None:
+        _check_license(license)
     if is_package(model):
         raise ExportError(f"{model} is already a bioimage.io package")
     if output.suffix.lower() != ".zip":
         raise ExportError(f"-o {output}: a bioimage.io package is a .zip file; name it e.g. model.zip")
     net, spec = load_model(model)
+    data = training_data_of(spec)
+    license = package_license(data, license)
     arch = architecture(spec.unet)
     image_path = Path(test_image) if test_image else default_test_image()
     if image_path is None:
@@ -72,19 +85,37 @@ def export_package(model: str | Path, output: str | Path, *, test_image: str | P
     raw, crop = _test_input(image_path, spec, arch)
     norm, preprocessing = _preprocessing(spec.normalization)
     expected = _test_output(net, raw, norm)
-    shipped = model.resolve() == default_model_path().resolve()
+    shipped = next((n for n in SHIPPED if model.resolve() == shipped_path(n).resolve()), None)
     with tempfile.TemporaryDirectory(prefix="biounet-export-") as tmp:
         folder = Path(tmp)
-        files = _write_files(folder, net, spec, arch, (raw, crop, image_path), expected, model, shipped,
-                             documentation)
-        descr = _description(spec, arch, files, preprocessing, expected, license=license,
-                             name=name or _default_name(model, spec, shipped), authors=authors, model=model)
+        files = _write_files(folder, net, spec, arch, (raw, crop, image_path), expected, model, shipped is not None,
+                             documentation, data)
+        descr = _description(spec, arch, files, preprocessing, expected, data, license=license,
+                             name=name or _default_name(model, data, shipped), authors=authors, model=model)
         from bioimageio.spec import save_bioimageio_package
 
         output.parent.mkdir(parents=True, exist_ok=True)
         save_bioimageio_package(descr, output_path=output)
-    return {"package": str(output), "test_input": list(raw.shape), "test_output": list(expected.shape),
-            "status": descr.validation_summary.status}
+    return {"package": str(output), "license": license, "test_input": list(raw.shape),
+            "test_output": list(expected.shape), "status": descr.validation_summary.status}
+
+
+def training_data_of(spec: ModelSpec) -> TrainingData | None:
+    """The model's training data: as its file records it, else BBBC039 for a model whose provenance
+    names it (files written before models recorded their data), else None (nothing is claimed)."""
+    if spec.training_data is not None:
+        return spec.training_data
+    return BBBC039 if "bbbc039" in json.dumps(spec.provenance, default=str).lower() else None
+
+
+def package_license(data: TrainingData | None, chosen: str | None) -> str:
+    """The licence of a package: the one the training data's terms impose on the weights, or the
+    chosen one (default BSD-3-Clause); a chosen licence other than the one the terms impose is refused."""
+    required = data.weights_license if data is not None else None
+    if required and chosen and chosen != required:
+        raise ExportError(f"--license {chosen}: the model was trained on {data.name}, whose terms restrict what is "
+                          f"derived from it ({data.terms}); its packages carry {required}: leave out --license")
+    return required or chosen or DEFAULT_LICENSE
 
 
 def _check_license(license: str) -> None:
@@ -170,7 +201,8 @@ def _test_output(net, raw: np.ndarray, norm: dict) -> np.ndarray:
 
 
 def _write_files(folder: Path, net, spec: ModelSpec, arch: Architecture, test: tuple, expected: np.ndarray,
-                 model: Path, shipped: bool, documentation: str | Path | None) -> dict[str, Path]:
+                 model: Path, shipped: bool, documentation: str | Path | None,
+                 data: TrainingData | None) -> dict[str, Path]:
     """Every file of the package, written into `folder`; `test` is (test input, the same
     crop as stored, its image's path)."""
     import tifffile
@@ -181,7 +213,7 @@ def _write_files(folder: Path, net, spec: ModelSpec, arch: Architecture, test: t
         "torchscript": folder / "weights_torchscript.pt", "test_input": folder / "test_input.npy",
         "test_output": folder / "test_output.npy", "cover": folder / "cover.png",
         "documentation": folder / "README.md", "sample_input": folder / "sample_input.tif",
-        "sample_output": folder / "sample_output.tif", "data_documentation": folder / "BBBC039.md",
+        "sample_output": folder / "sample_output.tif",
     }
     files["architecture"].write_text(arch.source)
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
@@ -195,8 +227,8 @@ def _write_files(folder: Path, net, spec: ModelSpec, arch: Architecture, test: t
     tifffile.imwrite(files["sample_output"], expected[0], compression="zlib")
     _cover(files["cover"], raw, expected, spec)
     text = _documentation(spec, model, shipped, documentation)
-    files["documentation"].write_text(text + _validation_section(text, spec, raw, expected, image_path))
-    files["data_documentation"].write_text(BBBC039_README)
+    files["documentation"].write_text(text + _validation_section(text, spec, raw, expected, image_path)
+                                      + training_data_section(text, data))
     return files
 
 
@@ -262,58 +294,43 @@ def _validation_section(text: str, spec: ModelSpec, raw: np.ndarray, expected: n
     return "\n".join(lines) + "\n"
 
 
-BBBC039_README = """# BBBC039
+TRAINING_DATA_HEADING = "Training data and its terms"
 
-BBBC039v1 (Caicedo et al., Cytometry A 2019; Ljosa et al., Nature Methods 2012), from the Broad
-Bioimage Benchmark Collection: Hoechst-stained U2OS nuclei from a chemical screen, 520 x 696 px,
-16-bit (12 bits used), about 115 nuclei per image, with expert instance annotations. Published
-split 100 / 50 / 50 (training / validation / test). Licence: CC0 1.0.
-"""
+
+def training_data_section(text: str, data: TrainingData | None) -> str:
+    """A section saying what the model was trained on: the data, its licence and terms, what to
+    cite, and where bioimage.io lists it (unless the documentation has such a section)."""
+    if data is None or any(line.lstrip("#").strip() == TRAINING_DATA_HEADING for line in text.splitlines()):
+        return ""
+    lines = ["", f"## {TRAINING_DATA_HEADING}", "", f"Trained on **{data.name}**.",
+             f"Licence of the data: {data.license or 'none given as an SPDX licence; its terms:'}. {data.terms}"]
+    if data.weights_license:
+        lines.append(f"These weights are derived from it and carry its terms: licence {data.weights_license}.")
+    if data.bioimageio:
+        lines.append(f"In the bioimage.io collection: dataset `{data.bioimageio}`.")
+    lines += ["", "Cite:", ""] + [f"- {c.text} doi:{c.doi}" for c in data.cite]
+    return "\n".join(lines) + "\n"
 
 
 # -- the description ---------------------------------------------------------------------------
 
 
-def _trained_on_bbbc039(spec: ModelSpec) -> bool:
-    return "bbbc039" in json.dumps(spec.provenance, default=str).lower()
-
-
-def _default_name(model: Path, spec: ModelSpec, shipped: bool) -> str:
+def _default_name(model: Path, data: TrainingData | None, shipped: str | None) -> str:
     if shipped:
-        return "biounet nuclei U-Net (BBBC039)"
+        return f"biounet {shipped} U-Net" + (f" ({data.name.split(' (')[0]})" if data else "")
     return f"biounet U-Net {model.stem}"
 
 
 def _description(spec: ModelSpec, arch: Architecture, files: dict[str, Path], preprocessing: list,
-                 expected: np.ndarray, *, license: str, name: str, authors: Sequence[str], model: Path):
+                 expected: np.ndarray, data: TrainingData | None, *, license: str, name: str,
+                 authors: Sequence[str], model: Path):
     """The bioimage.io ModelDescr (format 0.5) of the package."""
-    from bioimageio.spec.dataset.v0_3 import DatasetDescr
     from bioimageio.spec.model.v0_5 import (
-        ArchitectureFromFileDescr,
-        Author,
-        AxisId,
-        BatchAxis,
-        BioimageioConfig,
-        ChannelAxis,
-        CiteEntry,
-        Config,
-        FileDescr,
-        Identifier,
-        InputTensorDescr,
-        IntervalOrRatioDataDescr,
-        ModelDescr,
+        ArchitectureFromFileDescr, Author, AxisId, BatchAxis, BioimageioConfig, ChannelAxis, CiteEntry, Config,
+        DatasetId, FileDescr, Identifier, InputTensorDescr, IntervalOrRatioDataDescr, LinkedDataset, ModelDescr,
         OutputTensorDescr,
-        ParameterizedSize,
-        PytorchStateDictWeightsDescr,
-        SizeReference,
-        SoftmaxDescr,
-        SoftmaxKwargs,
-        SpaceInputAxis,
-        SpaceOutputAxis,
-        SpaceOutputAxisWithHalo,
-        TensorId,
-        TorchscriptWeightsDescr,
-        Version,
+        ParameterizedSize, PytorchStateDictWeightsDescr, SizeReference, SoftmaxDescr, SoftmaxKwargs,
+        SpaceInputAxis, SpaceOutputAxis, SpaceOutputAxisWithHalo, TensorId, TorchscriptWeightsDescr, Version,
         WeightsDescr,
     )
 
@@ -354,18 +371,9 @@ def _description(spec: ModelSpec, arch: Architecture, files: dict[str, Path], pr
                                             comment="torch.jit.script of the pytorch_state_dict network"),
     )
     cite = [CiteEntry(text=RONNEBERGER[0], doi=RONNEBERGER[1])]
-    training_data = None
-    if _trained_on_bbbc039(spec):
-        cite.append(CiteEntry(text=CAICEDO[0], doi=CAICEDO[1]))
-        training_data = DatasetDescr(
-            name="BBBC039", license="CC0-1.0", cite=[CiteEntry(text=CAICEDO[0], doi=CAICEDO[1])],
-            authors=[Author(name="Juan C. Caicedo"), Author(name="Broad Bioimage Benchmark Collection")],
-            description="BBBC039v1 (Broad Bioimage Benchmark Collection): Hoechst-stained U2OS nuclei, "
-                        "520 x 696 px, 16-bit, expert instance annotations; training split of the published "
-                        "100/50/50 split.",
-            tags=["nuclei", "fluorescence-light-microscopy", "instance-segmentation"],
-            documentation=FileDescr(source=files["data_documentation"]),
-        )
+    cite += [CiteEntry(text=c.text, doi=c.doi) for c in (data.cite if data else ())]
+    training_data = LinkedDataset(id=DatasetId(data.bioimageio)) if data and data.bioimageio else None
+    nuclei = data is not None and data.name == BBBC039.name
     shape = "x".join(map(str, expected.shape[-2:]))
     network = f"U-Net with a {unet.encoder} encoder (decoder width {unet.width})" if unet.encoder else \
         f"U-Net ({unet.padding} convolutions, depth {unet.depth}, width {unet.width})"
@@ -375,8 +383,8 @@ def _description(spec: ModelSpec, arch: Architecture, files: dict[str, Path], pr
                    f"Test tensors: a crop of a real image, {shape} px out.")
     bioimageio_config = BioimageioConfig(
         architecture_type="U-Net", model_parameter_count=sum(p.numel() for p in _parameters(files)),
-        task="segmentation", modality="fluorescence microscopy" if _trained_on_bbbc039(spec) else None,
-        target_structure=["nuclei"] if _trained_on_bbbc039(spec) else [],
+        task="segmentation", modality="fluorescence microscopy" if nuclei else None,
+        target_structure=["nuclei"] if nuclei else [],
     )
     biounet_config = {
         "version": __version__, "target": spec.target, "classes": list(spec.classes),
@@ -389,7 +397,7 @@ def _description(spec: ModelSpec, arch: Architecture, files: dict[str, Path], pr
             name=name, description=description, authors=[Author(name=a) for a in authors], cite=cite,
             license=license, documentation=FileDescr(source=files["documentation"]),
             covers=[FileDescr(source=files["cover"])],
-            tags=["unet", "segmentation", "pytorch", "biounet", spec.target] + (["nuclei"] if training_data else []),
+            tags=["unet", "segmentation", "pytorch", "biounet", spec.target] + (["nuclei"] if nuclei else []),
             inputs=inputs, outputs=outputs, weights=weights, training_data=training_data,
             config=Config(bioimageio=bioimageio_config, **{CONFIG_KEY: biounet_config}),
         )

@@ -46,3 +46,22 @@ def test_incompatible_weights(tmp_path):
     torch.save(payload, tmp_path / "wrong.pt")
     with pytest.raises(ModelFileError, match="does not match"):
         load_model(tmp_path / "wrong.pt")
+
+
+def test_training_data_roundtrip_and_strictness(tmp_path):
+    """A model file's training data comes back as written; a file whose training data has an unknown
+    key, or a citation without its DOI, is refused like any spec it does not match."""
+    from biounet.model.training_data import ISBI2012
+
+    net = UNet(width=2)
+    save_model(tmp_path / "m.pt", net, ModelSpec(unet=net.config, training_data=ISBI2012, pixel_size=0.004,
+                                                 diameter=28.0))
+    _, spec = load_model(tmp_path / "m.pt")
+    assert spec.training_data == ISBI2012 and spec.training_data.cite[0].doi == "10.1371/journal.pbio.1000502"
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    for broken, message in (({"url": "x"}, "unknown training_data keys: \\['url'\\]"),
+                            ({"cite": [{"text": "a paper"}]}, "needs exactly text and doi")):
+        payload["spec"]["training_data"] = {**ISBI2012.to_dict(), **broken}
+        torch.save(payload, tmp_path / "bad.pt")
+        with pytest.raises(ModelFileError, match=message):
+            load_model(tmp_path / "bad.pt")

@@ -44,6 +44,17 @@ def package(tmp_path_factory, offline) -> Path:
 
 
 @pytest.fixture(scope="package")
+def membranes_package(tmp_path_factory, offline, shared_data) -> Path:
+    """The shipped membranes model exported, its test input a real ISBI 2012 slice (16, not trained on)."""
+    out = tmp_path_factory.mktemp("zoo-membranes") / "membranes.zip"
+    result = invoke("export", "membranes", "-o", out, "--test-image",
+                    shared_data / "isbi2012" / "train" / "images" / "slice16.tif")
+    assert result.returncode == 0, result.output
+    assert "bioimage.io model (valid-format), licence CC-BY-NC-4.0, test input 1x1x508x508" in result.output
+    return out
+
+
+@pytest.fixture(scope="package")
 def unpacked(package, tmp_path_factory) -> Path:
     """The package unpacked into a folder."""
     return unpack(package, tmp_path_factory.mktemp("unpacked"))
@@ -61,7 +72,8 @@ def encoder_package(tiny_encoder_model, tmp_path_factory, offline) -> Path:
     out = folder / "resnet18.zip"
     result = invoke("export", tiny_encoder_model, "-o", out, "--test-image", crop)
     assert result.returncode == 0, result.output
-    assert "bioimage.io model (valid-format), test input 1x1x160x192, test output 1x3x160x192" in result.output
+    assert ("bioimage.io model (valid-format), licence BSD-3-Clause, test input 1x1x160x192, test output 1x3x160x192"
+            in result.output)
     return out
 
 

@@ -17,7 +17,7 @@ from tests.zoo.conftest import SAMPLE_IMAGES, unpack
 NO_GITHUB_USER = "Missing `maintainers` or any author in `authors` with a specified `github_user` name."
 
 
-def valid_description(package: Path, warnings: set[str] = frozenset({"training_data"})):
+def valid_description(package: Path, warnings: set[str] = frozenset({NO_GITHUB_USER})):
     """bioimageio.spec's description of `package`, checked valid (format 0.5, no errors, no warnings but
     `warnings`)."""
     from bioimageio.spec import load_description
@@ -26,9 +26,7 @@ def valid_description(package: Path, warnings: set[str] = frozenset({"training_d
     summary = descr.validation_summary
     assert summary.status == "valid-format", summary.format()
     assert not [e for d in summary.details for e in d.errors]
-    # The only warnings: the inline BBBC039 description has no source URL (a URL would be
-    # checked over the network), and bioimageio.spec tries it as an older dataset format;
-    # a package without training data: that no author names a GitHub user (`--author` takes names only).
+    # The only warning: no author names a GitHub user (`--author` takes names only).
     warned = {w.loc[0] if w.loc else w.msg for d in summary.details for w in d.warnings}
     assert warned <= warnings, summary.format()
     assert str(descr.format_version).startswith("0.5")
@@ -37,8 +35,14 @@ def valid_description(package: Path, warnings: set[str] = frozenset({"training_d
 
 def test_package_is_valid_bioimageio(package):
     descr = valid_description(package)
-    assert descr.license == "BSD-3-Clause" and descr.training_data.license == "CC0-1.0"
-    assert {c.doi for c in descr.cite} == {"10.1007/978-3-319-24574-4_28", "10.1002/cyto.a.23863"}
+    # BBBC039 (CC0) puts no terms on the weights, and bioimage.io has no dataset for it to link:
+    # the documentation says what the model was trained on, the citations name the data's papers
+    assert descr.license == "BSD-3-Clause" and descr.training_data is None
+    assert {c.doi for c in descr.cite} == {"10.1007/978-3-319-24574-4_28", "10.1002/cyto.a.23863", "10.1038/nmeth.2083"}
+    with zipfile.ZipFile(package) as zf:
+        readme = zf.read("README.md").decode()
+    assert "## Training data and its terms" in readme and "Trained on **BBBC039**" in readme
+    assert "Licence of the data: CC0-1.0." in readme and "doi:10.1002/cyto.a.23863" in readme
     axes = {str(a.id): a for a in descr.inputs[0].axes}
     assert (axes["y"].size.min, axes["y"].size.step) == (188, 16)
     out = {str(a.id): a for a in descr.outputs[0].axes}
@@ -103,7 +107,7 @@ def test_encoder_unet_package(encoder_package, tiny_encoder_model, tmp_path):
     """An encoder U-Net: one architecture file importing only torch (and math), sizes
     160 + 32k (multiples of 32 above twice the 64 px context), output = input with the
     context as halo; bioimageio.core's network and the torchscript are biounet's."""
-    descr = valid_description(encoder_package, {"training_data", NO_GITHUB_USER})
+    descr = valid_description(encoder_package)
     axes = {str(a.id): a for a in descr.inputs[0].axes}
     out = {str(a.id): a for a in descr.outputs[0].axes}
     assert (axes["y"].size.min, axes["y"].size.step) == (160, 32)
@@ -153,6 +157,8 @@ def test_export_errors_are_one_line(tmp_path, package):
         (("export", model, "-o", tmp_path / "c.zip", "--test-image", tiny), "smaller than the model's smallest"),
         (("export", model, "-o", tmp_path / "d.zip", "--test-image", tmp_path / "no.tif"), "test image not found"),
         (("export", model, "-o", tmp_path / "e.zip", "--license", "mine"), "not an SPDX licence identifier"),
+        (("export", "membranes", "-o", tmp_path / "g.zip", "--license", "MIT"),
+         "--license MIT: the model was trained on ISBI 2012"),
         (("export", model, "-o", tmp_path / "f.zip", "--name", "ab"), "bioimage.io refuses the description (name:"),
     ]
     for args, message in cases:
