@@ -148,12 +148,13 @@ def peak_rss(pid: int) -> int | None:
     return None
 
 
-def run_child(cmd: list[str], env: dict | None = None, poll: float = 0.05) -> Child:
+def run_child(cmd: list[str], env: dict | None = None, poll: float = 0.05,
+              watch: Callable[[int], None] | None = None) -> Child:
     """Run `cmd`, return its wall time, peak resident memory and output; raise if it fails.
 
     The peak is the process's own high-water mark (VmHWM, reset by exec), read
     until it exits: getrusage's ru_maxrss would report the parent's size, which
-    a forked child inherits.
+    a forked child inherits. `watch` is given the peak so far at every poll.
     """
     env = dict(os.environ if env is None else env)
     env.setdefault("TQDM_DISABLE", "1")  # segment's summary lines, without a progress bar
@@ -163,6 +164,8 @@ def run_child(cmd: list[str], env: dict | None = None, poll: float = 0.05) -> Ch
         peak = 0
         while proc.poll() is None:
             peak = max(peak, peak_rss(proc.pid) or 0)
+            if watch is not None:
+                watch(peak)
             time.sleep(poll)
         seconds = time.perf_counter() - start
         out.seek(0)

@@ -40,6 +40,7 @@ USER_ERRORS = {
     "biounet.napari.view.ViewError": EXIT_RUNTIME, "biounet.model.zoo_package.ZooNotInstalled": EXIT_RUNTIME,
     "biounet.model.names.ModelNameError": EXIT_USAGE, "biounet.model.encoders.EncoderError": EXIT_USAGE,
     "biounet.model.pretrained.EncoderWeightsError": EXIT_USAGE,
+    "biounet.write.geojson.GeoJSONError": EXIT_USAGE, "biounet.write.geojson.GeoJSONDataError": EXIT_RUNTIME,
 }
 
 TTA_HELP = ("Test-time augmentation: the network's output averaged over flipped tiles (flips: 4 runs) or "
@@ -182,9 +183,12 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--scheduler", help="Address of a running dask.distributed scheduler.")
 @click.option("--cluster", type=click.Choice(["local", "slurm", "pbs", "lsf"]), help="Start a Dask cluster with --workers workers (jobs).")
 @click.option("--qc-png", type=click.Path(path_type=Path), help="Write an overlay thumbnail (image + instance outlines).")
+@click.option("--geojson", is_flag=False, flag_value="", metavar="[PATH]",
+              help="Also write the objects for QuPath: slide.geojson beside the output, or PATH (.geojson.gz "
+              "compresses); see `biounet export-geojson`.")
 def segment(inputs: tuple[Path, ...], output, output_dir, model, weights, tile, block, device, workers, precision, compile_net,
             tta, channel, level, axes, memory_limit, save_probabilities, ngff, no_image, overwrite, quiet, no_progress, part,
-            finalize, scheduler, cluster, qc_png) -> None:
+            finalize, scheduler, cluster, qc_png, geojson) -> None:
     """Segment each INPUT (TIFF, OME-TIFF, zarr, OME-Zarr) into an OME-Zarr for napari.
 
     `biounet segment slide.tif` writes slide.ome.zarr (and slide.objects.csv)
@@ -196,8 +200,12 @@ def segment(inputs: tuple[Path, ...], output, output_dir, model, weights, tile, 
     outputs = _outputs(inputs, output, output_dir)
     if qc_png and len(inputs) > 1:
         raise click.UsageError("--qc-png names one file: use it with one INPUT")
+    if geojson and len(inputs) > 1:
+        raise click.UsageError("--geojson PATH names one file: with several INPUTs pass --geojson alone (each "
+                               "slide.geojson beside its output)")
     if not (part or finalize):
         _check_paths(inputs, outputs, overwrite)
+    geojsons = [None] * len(outputs) if geojson is None else [_geojson_path(geojson, o, overwrite) for o in outputs]
     from biounet.pipeline.segment import describe_tasks
     from biounet.pipeline.segment import segment as run
 
@@ -205,17 +213,19 @@ def segment(inputs: tuple[Path, ...], output, output_dir, model, weights, tile, 
         click.echo(f"biounet: {message}", err=True)
 
     started, objects = time.perf_counter(), 0
-    for input, out in zip(inputs, outputs):
+    for input, out, features in zip(inputs, outputs, geojsons):
         result = run(
             input, out, model=model, tile=tile, block=block, device=device, workers=workers, precision=precision,
             compile=compile_net, weights=weights, tta=tta, channel=list(channel) or None, overwrite=overwrite, save_probabilities=save_probabilities,
             ngff=ngff, level=level, axes=axes, memory_limit=memory_limit, write_image=not no_image,
             progress=not (quiet or no_progress), part=_parse_part(part), finalize=finalize, scheduler=scheduler,
-            cluster=cluster, qc_png=qc_png, log=None if quiet else say,
+            cluster=cluster, qc_png=qc_png, geojson=features, log=None if quiet else say,
         )
         objects += result.extra.get("objects") or 0
         if not quiet:
             click.echo(_summary_line(result, part, finalize))
+            if "geojson" in result.extra:
+                click.echo(_geojson_line(result.extra["geojson"]))
             if part or result.extra["kept"]:  # what a resumed run or a part kept and computed, per stage
                 say(f"tasks: {describe_tasks(result.extra)}")
     if len(inputs) > 1 and not quiet and not part:
@@ -260,6 +270,20 @@ def _check_paths(inputs: tuple[Path, ...], outputs: list[Path], overwrite: bool)
             continue
         done = " and is complete" if status == "complete" else ""
         _fail(f"output {out} exists{done}; pass --overwrite to replace it", EXIT_USAGE)
+
+
+def _geojson_path(given: str, output: Path, overwrite: bool) -> Path:
+    """--geojson's file for `output` (given, or beside it), checked before anything runs."""
+    from biounet.plan.outputs import geojson_path
+    from biounet.write.geojson import check_destination
+
+    return check_destination(Path(given) if given else geojson_path(output), overwrite)
+
+
+def _geojson_line(done) -> str:
+    rate = done.objects / done.seconds if done.seconds > 0 else 0.0
+    return (f"wrote {done.path}: {done.objects} objects, {done.bytes / 1e6:.1f} MB, in {done.seconds:.1f} s "
+            f"({rate:.0f} objects/s)")
 
 
 def _summary_line(result, part: str | None, finalize: bool) -> str:
@@ -319,6 +343,31 @@ def view(output: Path | None, contour: int, screenshot: Path | None, remember_re
                    "(Preferences > Plugins lists it; remove it there)")
     if output is not None:
         run(output, contour=contour, screenshot=screenshot)
+
+
+@main.command("export-geojson")
+@click.argument("output", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "path", type=click.Path(path_type=Path),
+              help="The GeoJSON file (.geojson, or .geojson.gz to compress); default: slide.geojson beside "
+              "slide.ome.zarr.")
+@click.option("--class-name", help="The objects' class in QuPath (default: the model's object, e.g. Nucleus for "
+              "the shipped nuclei model, else its foreground class).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing GeoJSON file.")
+@click.option("--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
+@click.option("--no-progress", is_flag=True, help="No progress bar; the summary line still prints.")
+def export_geojson(output: Path, path: Path | None, class_name: str | None, overwrite: bool, quiet: bool,
+                   no_progress: bool) -> None:
+    """Write the objects of a complete OUTPUT (slide.ome.zarr) as QuPath GeoJSON detections.
+
+    Every instance becomes a polygon in level-0 pixel coordinates of the slide, with
+    its id as name and its row of the object table as measurements; QuPath imports
+    the file by drag and drop or File > Import objects.
+    """
+    from biounet.write.geojson import export_geojson as run
+
+    done = run(output, path, class_name=class_name, overwrite=overwrite, progress=not (quiet or no_progress))
+    if not quiet:
+        click.echo(_geojson_line(done))
 
 
 @main.command()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, fields
+from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
@@ -149,6 +150,18 @@ def write_table(table: ObjectTable, path: Path, pixel_size: float | None = None,
         csv.writer(f).writerow(header)
         for start in range(0, len(columns[0]), rows_per_batch):
             f.write(csv_rows(columns, start, start + rows_per_batch))
+
+
+def read_table(path: Path, rows_per_batch: int = 65536) -> Iterator[tuple[list[str], np.ndarray]]:
+    """The CSV `write_table` wrote, a batch of rows at a time: its header and a (rows, columns)
+    float64 array (ids and pixel counts exact up to 2^53), never the whole file in memory."""
+    with open(path, newline="") as f:
+        header = next(csv.reader([f.readline()]), [])
+        while True:
+            lines = list(islice(f, rows_per_batch))
+            if not lines:
+                return
+            yield header, np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64)
 
 
 def summary(table: ObjectTable) -> str:

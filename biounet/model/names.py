@@ -15,6 +15,7 @@ No heavy imports: the CLI resolves names before it loads torch.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -26,6 +27,8 @@ SHIPPED: dict[str, str] = {
     "membranes": "neuronal membranes in serial-section EM (ISBI 2012), cell interiors",
 }
 DEFAULT = "nuclei"
+# name -> what its objects are called in QuPath (`biounet export-geojson`'s default class)
+OBJECTS: dict[str, str] = {"nuclei": "Nucleus", "membranes": "Cell"}
 
 
 class ModelNameError(ValueError):
@@ -72,3 +75,22 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
         raise ModelNameError(f"model '{name}' is not shipped in this build ({target.name} is not in {WEIGHTS}); "
                              f"pass a model file with --model PATH{instead}")
     return path
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB pieces; of a folder (an unpacked bioimage.io package),
+    of its files' names and digests."""
+    h = hashlib.sha256()
+    if path.is_dir():
+        for p in sorted(q for q in path.rglob("*") if q.is_file()):
+            h.update(f"{p.relative_to(path).as_posix()}\0{file_digest(p)}\n".encode())
+        return h.hexdigest()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            h.update(piece)
+    return h.hexdigest()
+
+
+def shipped_name(sha256: str | None) -> str | None:
+    """The shipped model whose file has this sha256 (as an output's run records it), if any."""
+    return next((name for name in shipped() if sha256 and file_digest(shipped_path(name)) == sha256), None)

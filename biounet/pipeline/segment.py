@@ -68,6 +68,7 @@ def segment(
     scheduler: str | None = None,
     cluster: str | None = None,
     qc_png: str | os.PathLike | None = None,
+    geojson: bool | str | os.PathLike | None = None,
     cancel: threading.Event | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SegmentResult:
@@ -86,7 +87,9 @@ def segment(
     `progress` is a bar (True), nothing (False) or a callable, called as
     progress(done, total) in blocks (each block's share of all the run's tasks).
     Setting the event `cancel` stops the run after the tasks under way with
-    `Interrupted`, leaving a resumable output (as Ctrl-C does).
+    `Interrupted`, leaving a resumable output (as Ctrl-C does). `geojson` (True: slide.geojson
+    beside the output, or a path) also writes the objects for QuPath once the output is
+    complete (`biounet.write.geojson`).
     """
     if not isinstance(input, (str, os.PathLike)):  # an in-memory array (the napari widget)
         options = {k: v for k, v in locals().items() if k not in ("input", "output")}
@@ -107,6 +110,11 @@ def segment(
         pass  # make_run reports it
     if workers < 1:
         raise UsageError("--workers must be at least 1")
+    if geojson:
+        from biounet.plan.outputs import geojson_path
+        from biounet.write.geojson import check_destination
+
+        geojson = check_destination(geojson_path(output) if geojson is True else geojson, overwrite)
     part = parse_part(part)
     run = make_run(
         input, output, model=model, tile=tile, block=block, device=device, channel=channel,
@@ -153,6 +161,10 @@ def segment(
         extra.update(objects=record.get("objects", 0), summary=record.get("summary", ""))
         if qc_png:
             write_qc_png(res, Path(qc_png))
+        if geojson:
+            from biounet.write.geojson import export_geojson
+
+            extra["geojson"] = export_geojson(run.output, geojson, overwrite=True, progress=progress is True)
     return SegmentResult(Path(run.output), run.layout.shape, run.layout.axes, len(run.blocks), run.tile, run.batch,
                          time.perf_counter() - t_start, extra)
 

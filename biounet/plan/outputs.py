@@ -1,5 +1,5 @@
-"""Outputs seen from outside: default names, the object table beside an output, and
-an output's root attributes.
+"""Outputs seen from outside: default names, the object table and GeoJSON beside an
+output, and an output's root attributes.
 
 No heavy imports (zarr metadata is read as JSON): the CLI checks outputs before
 it loads the pipeline, and the napari reader shares it.
@@ -8,6 +8,7 @@ it loads the pipeline, and the napari reader shares it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 # Longest first: "slide.ome.tif" is "slide", not "slide.ome".
@@ -44,6 +45,12 @@ def table_path(output: str | Path) -> Path:
     """The per-object CSV next to an output: slide.ome.zarr -> slide.objects.csv."""
     output = Path(output)
     return output.with_name(stem(output, (".ome.zarr", ".zarr"), other=False) + ".objects.csv")
+
+
+def geojson_path(output: str | os.PathLike) -> Path:
+    """The QuPath GeoJSON next to an output: slide.ome.zarr -> slide.geojson."""
+    output = Path(output)
+    return output.with_name(stem(output, (".ome.zarr", ".zarr"), other=False) + ".geojson")
 
 
 def group_attributes(group: str | Path) -> dict | None:

@@ -5,7 +5,6 @@ resulting `Run` is small and picklable and travels to every task, on any worker.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 from biounet import __version__
 from biounet.model.file import load_model
 from biounet.model.geometry import TileSizes, geometry_of
-from biounet.model.names import resolve_model
+from biounet.model.names import file_digest, resolve_model
 from biounet.model.spec import ModelSpec
 from biounet.plan.blocks import Block, tile_window
 from biounet.plan.layout import OutputLayout
@@ -82,20 +81,6 @@ def select_channels(image, channel: list[str] | tuple[str, ...] | None, wanted: 
             f"the image has {have} channel(s) and the model takes {wanted}: choose with --channel"
         )
     return None
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file, read in 1 MiB pieces; of a folder (an unpacked bioimage.io package),
-    of its files' names and digests."""
-    h = hashlib.sha256()
-    if path.is_dir():
-        for p in sorted(q for q in path.rglob("*") if q.is_file()):
-            h.update(f"{p.relative_to(path).as_posix()}\0{file_digest(p)}\n".encode())
-        return h.hexdigest()
-    with open(path, "rb") as f:
-        for piece in iter(lambda: f.read(1 << 20), b""):
-            h.update(piece)
-    return h.hexdigest()
 
 
 def size_of(path: Path) -> int:

@@ -49,11 +49,11 @@ from biounet.evaluate.run import prediction, score, summarize
 from biounet.model.config import UNetConfig
 from biounet.model.file import build_network, load_model, save_model
 from biounet.model.geometry import Geometry, TileSizeError
+from biounet.model.names import file_digest
 from biounet.model.spec import ModelSpec
 from biounet.model.unet import UNet, center_crop
 from biounet.plan.gpu import choose_precision
 from biounet.plan.options import PRECISIONS
-from biounet.plan.run import file_digest
 from biounet.predict.array import predict_array
 from biounet.predict.normalize import folder_stats, over_folder
 from biounet.read.files import DataError, is_class_mask

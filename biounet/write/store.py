@@ -190,15 +190,20 @@ class OutputStore:
              channel=slice(None)) -> np.ndarray:
         """A block (or rows `ys` and columns `xs` of its plane) of an array."""
         axes, _ = self.layout.array_shape(0, self.specs[path].channels)
-        arr = self.array(path, level)
         index = block.index_in(axes, ys, xs, channel)
-        if arr.metadata.zarr_format == 2:
-            return _read_v2(self.root / level_path(path, level), arr, index)
-        return np.asarray(arr[index])
+        return read_index(self.array(path, level), self.root / level_path(path, level), index)
 
     def file_count(self) -> int:
         """Files in the output folder (the run folder included)."""
         return sum(len(files) for _, _, files in os.walk(self.root))
+
+
+def read_index(arr: zarr.Array, folder: Path, index: tuple) -> np.ndarray:
+    """The region `index` (ints and unit-step slices) of an array stored in `folder`: zarr
+    v2 chunk files decoded directly (`_read_v2`), zarr v3 through zarr."""
+    if arr.metadata.zarr_format == 2:
+        return _read_v2(folder, arr, index)
+    return np.asarray(arr[index])
 
 
 def _chunk_grid(arr: zarr.Array, index: tuple) -> list[tuple[int, ...]]:

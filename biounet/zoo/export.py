@@ -30,11 +30,10 @@ import torch
 
 from biounet import __version__
 from biounet.model.file import load_model
-from biounet.model.names import SHIPPED, shipped_path
+from biounet.model.names import SHIPPED, file_digest, shipped_path
 from biounet.model.spec import ModelSpec
 from biounet.model.training_data import BBBC039, TrainingData
 from biounet.model.zoo_package import is_package, require_bioimageio
-from biounet.plan.run import file_digest
 from biounet.zoo.arch import Architecture, ExportError, architecture
 
 DEFAULT_LICENSE = "BSD-3-Clause"  # biounet's own; a package's licence where its training data sets none
@@ -326,11 +325,33 @@ def _description(spec: ModelSpec, arch: Architecture, files: dict[str, Path], pr
                  authors: Sequence[str], model: Path):
     """The bioimage.io ModelDescr (format 0.5) of the package."""
     from bioimageio.spec.model.v0_5 import (
-        ArchitectureFromFileDescr, Author, AxisId, BatchAxis, BioimageioConfig, ChannelAxis, CiteEntry, Config,
-        DatasetId, FileDescr, Identifier, InputTensorDescr, IntervalOrRatioDataDescr, LinkedDataset, ModelDescr,
+        ArchitectureFromFileDescr,
+        Author,
+        AxisId,
+        BatchAxis,
+        BioimageioConfig,
+        ChannelAxis,
+        CiteEntry,
+        Config,
+        DatasetId,
+        FileDescr,
+        Identifier,
+        InputTensorDescr,
+        IntervalOrRatioDataDescr,
+        LinkedDataset,
+        ModelDescr,
         OutputTensorDescr,
-        ParameterizedSize, PytorchStateDictWeightsDescr, SizeReference, SoftmaxDescr, SoftmaxKwargs,
-        SpaceInputAxis, SpaceOutputAxis, SpaceOutputAxisWithHalo, TensorId, TorchscriptWeightsDescr, Version,
+        ParameterizedSize,
+        PytorchStateDictWeightsDescr,
+        SizeReference,
+        SoftmaxDescr,
+        SoftmaxKwargs,
+        SpaceInputAxis,
+        SpaceOutputAxis,
+        SpaceOutputAxisWithHalo,
+        TensorId,
+        TorchscriptWeightsDescr,
+        Version,
         WeightsDescr,
     )
 
