@@ -161,8 +161,8 @@ def main(ctx: click.Context, debug: bool) -> None:
               "NGFF 0.4 (default 1024), one shard of 4 x 4 chunks for NGFF 0.5 (default 4096).")
 @click.option("--device", default="auto", show_default=True,
               help="auto (every GPU, else the CPU), cpu, cuda (every GPU), cuda:N or cuda:N,M.")
-@click.option("--workers", type=int, default=1, show_default=True,
-              help="Network threads working on blocks at once (per GPU at least 2).")
+@click.option("--workers", type=int, help="Network threads working on blocks at once (default: 2 on the CPU, "
+              "sharing its cores; at least 2 per GPU); with --cluster, the Dask workers (default 1).")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="The network's arithmetic: auto = bf16 on GPUs that have it, else fp16 on GPUs, fp32 on the CPU.")
 @click.option("--compile", "compile_net", is_flag=True, help="torch.compile the network (seconds of start-up).")

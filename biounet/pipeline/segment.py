@@ -49,7 +49,7 @@ def segment(
     tile: int | None = None,
     block: int | None = None,
     device: str = "auto",
-    workers: int = 1,
+    workers: int | None = None,
     channel: list[str] | None = None,
     overwrite: bool = False,
     save_probabilities: str | None = None,
@@ -108,8 +108,6 @@ def segment(
             tune_malloc()  # before any thread of the run allocates, e.g. zarr's I/O loop (biounet.runtime.process)
     except DeviceError:
         pass  # make_run reports it
-    if workers < 1:
-        raise UsageError("--workers must be at least 1")
     if geojson:
         from biounet.plan.outputs import geojson_path
         from biounet.write.geojson import check_destination
@@ -125,7 +123,7 @@ def segment(
     folder_run, record = _existing(run) if finalize else _open_output(run, overwrite, shared=part is not None)
     run = folder_run
     distributed = bool(scheduler or cluster)
-    res = Resources(run, cache_classes=not distributed)
+    res = Resources(run, threads=run.threads, cache_classes=not distributed)
     lease = None
     if part is None:
         lease = res.folder.acquire(" ".join(sys.argv) if sys.argv and sys.argv[0] else "segment()")
@@ -182,7 +180,7 @@ def describe_tasks(extra: dict) -> str:
     return ", ".join(parts) or "none (the output was already complete)"
 
 
-def _run_tasks(res, graph, plan, run: Run, workers: int, scheduler, cluster, bar: "_Bar",
+def _run_tasks(res, graph, plan, run: Run, workers: int | None, scheduler, cluster, bar: "_Bar",
                cancel) -> tuple[dict[str, int], dict[str, float]]:
     """Run the selected tasks (and, for parts, whatever became possible meanwhile); the
     number of tasks computed per stage, and their seconds (summed over threads)."""
@@ -209,9 +207,9 @@ def _run_tasks(res, graph, plan, run: Run, workers: int, scheduler, cluster, bar
             if scheduler or cluster:
                 from biounet.pipeline.dask import run_dask
 
-                run_dask(run, graph, todo, scheduler, cluster, workers, on_done=on_done, cancel=cancel)
+                run_dask(run, graph, todo, scheduler, cluster, workers or 1, on_done=on_done, cancel=cancel)
             else:
-                runner = LocalRunner(res, graph, todo, cpu_threads(), workers, on_done=on_done, cancel=cancel)
+                runner = LocalRunner(res, graph, todo, cpu_threads(), run.workers, on_done=on_done, cancel=cancel)
                 try:
                     runner.run()
                 finally:

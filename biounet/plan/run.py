@@ -117,7 +117,8 @@ class Run:
     device: str
     params: dict = field(compare=False)
     stats: tuple[tuple[float, float], ...] = ((0.0, 1.0),)
-    threads: int | None = None  # torch threads per process (None: every core it may use)
+    threads: int | None = None  # torch threads per network thread on the CPU (None: every core it may use)
+    workers: int = 1  # network threads of a local run (`cpu_workers` on the CPU; on GPUs at least 2 per GPU)
     precision: str = "fp32"  # "fp32", "bf16" or "fp16" (autocast), resolved for the device
     compile: bool = False  # torch.compile the network
     weights: str | None = None  # which weights of a bioimage.io package (None: its first runnable)
@@ -154,19 +155,30 @@ def _rebuild_run(values: dict) -> Run:
     return Run(**values)
 
 
+def cpu_workers(workers: int | None, cores: int) -> tuple[int, int]:
+    """(network threads, torch threads each) for a run on `cores` CPU cores.
+
+    By default two network threads share the cores (each with half of them): while one waits
+    for the CPU-side work that its neighbour's block set off (reading, labelling, writing,
+    pyramids), the other keeps computing, where one network on every core would stall all
+    its OpenMP threads at each barrier whenever that work takes one core from it."""
+    workers = workers if workers is not None else (2 if cores >= 2 else 1)
+    return workers, max(1, cores // workers)
+
+
 def make_run(
     input, output, *, model=None, tile: int | None = None, block: int | None = None, device: str = "auto",
     channel: list[str] | None = None, save_probabilities: str | None = None, ngff: str = "0.4", level: int = 0,
     axes: str | None = None, memory_limit: int | str = DEFAULT_MEMORY, write_image: bool = True,
-    precision: str = "auto", compile: bool = False, workers: int = 1, weights: str | None = None,
+    precision: str = "auto", compile: bool = False, workers: int | None = None, weights: str | None = None,
     tta: str = "none",
 ) -> Run:
-    """Check every argument and resolve tile, batch, blocks, precision and arrays;
-    touches no output."""
+    """Check every argument and resolve tile, batch, blocks, precision, network threads and arrays;
+    touches no output. `workers`: network threads (None: `cpu_workers` on the CPU, 2 per GPU)."""
     from biounet.plan.gpu import choose_precision
     from biounet.plan.options import PRECISIONS, check_tta
     from biounet.read.image import open_image
-    from biounet.runtime.devices import resolve_devices
+    from biounet.runtime.devices import cpu_threads, resolve_devices
 
     input, output = Path(input), Path(output)
     image = open_image(input, axes)
@@ -189,6 +201,11 @@ def make_run(
             smallest = geometry.input_size(geometry.align)
             raise UsageError(f"--tile {tile} is too small to tile a slide: use at least {smallest}")
     devices = resolve_devices(device)
+    if workers is not None and workers < 1:
+        raise UsageError("--workers must be at least 1")
+    threads = None
+    if devices[0].type == "cpu":
+        workers, threads = cpu_workers(workers, cpu_threads())
     if precision not in PRECISIONS:
         raise UsageError(f"--precision {precision!r}: use {', '.join(PRECISIONS)}")
     capability = None
@@ -216,7 +233,9 @@ def make_run(
     chunk = max(block // SHARD_SIDE, geometry.align) if ngff == "0.5" else block
     covered = min(block if ngff == "0.4" else min(block, DEFAULT_BLOCK["0.4"]),
                   -(-max(height, width) // geometry.align) * geometry.align)
-    chosen = tile or spec.tile or choose_tile(spec.unet, covered, memory)
+    # On the CPU each network thread holds its own tiles' activations: the budget is shared.
+    per_worker = memory // workers if devices[0].type == "cpu" else memory
+    chosen = tile or spec.tile or choose_tile(spec.unet, covered, per_worker)
     layout = OutputLayout(label_axes, label_shape, block, image.level_pixel_size(level), ngff, chunk)
     first = layout.blocks(0)[0]
     _, _, _, _, ys, xs = tile_window(first, chosen, geometry)
@@ -225,9 +244,9 @@ def make_run(
 
         given = memory_limit != DEFAULT_MEMORY
         batch = choose_gpu_batch(spec.unet, chosen, gpu_info(str(devices[0])).free, memory if given else None,
-                                 len(ys) * len(xs), precision, max(2, workers))
+                                 len(ys) * len(xs), precision, max(2, workers or 2))
     else:
-        batch = choose_batch(spec.unet, chosen, memory, len(ys) * len(xs))
+        batch = choose_batch(spec.unet, chosen, per_worker, len(ys) * len(xs))
     params = {
         "input": str(input.resolve()), "input_bytes": size_of(input), "model_sha256": file_digest(model_path),
         "level": level, "axes": axes, "tile": chosen, "block": block,
@@ -241,6 +260,7 @@ def make_run(
         image_dtype=str(data.dtype.newbyteorder("=")), image_channels=image.size("c") if "c" in image.axes else 0,
         channels=channels, model=str(model_path), spec=spec, tile=chosen, batch=batch, layout=layout,
         probabilities=save_probabilities, write_image=write_image, device=device, params=params,
-        precision=precision, compile=compile, weights=weights, tta=tta,
+        precision=precision, compile=compile, weights=weights, tta=tta, threads=threads,
+        workers=workers if devices[0].type == "cpu" else (workers or 2),
     )
 

@@ -57,3 +57,14 @@ def test_plan_blocks_chunk_aligned():
     assert len({b.key() for b in blocks}) == len(blocks)
     with pytest.raises(ValueError):
         plan_blocks((), 100, 100, 500, 16)
+
+
+def test_cpu_workers_share_the_cores():
+    from biounet.plan.run import cpu_workers
+
+    assert cpu_workers(None, 2) == (2, 1)  # two networks of one thread each
+    assert cpu_workers(None, 16) == (2, 8)
+    assert cpu_workers(None, 1) == (1, 1)
+    assert cpu_workers(1, 16) == (1, 16)  # --workers 1: one network on every core, as before
+    assert cpu_workers(3, 16) == (3, 5)
+    assert cpu_workers(4, 2) == (4, 1)
