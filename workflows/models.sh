@@ -59,19 +59,32 @@ he_splits() {
     monu=$(cd "$monu" && pwd); dsb=$(cd "$dsb" && pwd)
     for sub in images labels; do
         mkdir -p "$RUNS"/data/{MONU-SEL8,MONU-TRAIN22,DSB-BRIGHT-TRAIN,DSB-BRIGHT-VAL,HE-TRAIN-DSB}/"$sub"
+        mkdir -p "$RUNS"/data/{DSB-FLUO-TRAIN,DSB-FLUO-VAL,GENERAL-TRAIN,GENERAL-VAL20}/"$sub"
         for name in $(cd "$monu/images" && ls); do
             case " $MONU_SEL8 " in *" ${name%.tif} "*) link "$monu/$sub/$name" "$RUNS/data/MONU-SEL8/$sub" ;;
             *) link "$monu/$sub/$name" "$RUNS/data/MONU-TRAIN22/$sub"; link "$monu/$sub/$name" "$RUNS/data/HE-TRAIN-DSB/$sub" ;;
             esac
         done
-        while IFS=, read -r name cls _ _ _ _ split; do
-            [ "$cls" = bright ] || continue
-            case $split in
-            train) link "$dsb/train/$sub/$name.tif" "$RUNS/data/DSB-BRIGHT-TRAIN/$sub"
-                   link "$dsb/train/$sub/$name.tif" "$RUNS/data/HE-TRAIN-DSB/$sub" ;;
-            val) link "$dsb/val/$sub/$name.tif" "$RUNS/data/DSB-BRIGHT-VAL/$sub" ;;
+        while IFS=, read -r name cls bg _ _ _ split; do
+            case $cls/$bg/$split in
+            bright/*/train) link "$dsb/train/$sub/$name.tif" "$RUNS/data/DSB-BRIGHT-TRAIN/$sub"
+                            link "$dsb/train/$sub/$name.tif" "$RUNS/data/HE-TRAIN-DSB/$sub" ;;
+            bright/*/val) link "$dsb/val/$sub/$name.tif" "$RUNS/data/DSB-BRIGHT-VAL/$sub" ;;
+            fluo/dark/train) link "$dsb/train/$sub/$name.tif" "$RUNS/data/DSB-FLUO-TRAIN/$sub"
+                             link "$dsb/train/$sub/$name.tif" "$RUNS/data/GENERAL-TRAIN/$sub" ;;
+            fluo/dark/val) link "$dsb/val/$sub/$name.tif" "$RUNS/data/DSB-FLUO-VAL/$sub" ;;
             esac
         done < <(tail -n +2 "$dsb/manifest.csv")
+        for name in $(cd "$DATA/bbbc039/train/$sub" && ls); do
+            link "$(cd "$DATA/bbbc039/train/$sub" && pwd)/$name" "$RUNS/data/GENERAL-TRAIN/$sub"
+        done
+        # the curves of the generalist runs: BBBC039's VAL10 and the first 10 of DSB-FLUO-VAL by name
+        for name in $(cd "$RUNS/data/VAL10/$sub" && ls) ; do link "$(readlink -f "$RUNS/data/VAL10/$sub/$name")" "$RUNS/data/GENERAL-VAL20/$sub"; done
+        for name in $(cd "$dsb/val/$sub" && ls | sort); do
+            [ -L "$RUNS/data/DSB-FLUO-VAL/$sub/$name" ] || continue
+            [ "$(ls "$RUNS/data/GENERAL-VAL20/$sub" | wc -l)" -lt 20 ] || break
+            link "$dsb/val/$sub/$name" "$RUNS/data/GENERAL-VAL20/$sub"
+        done
     done
 }
 
@@ -108,8 +121,15 @@ MEMBRANES="--images RUNS/data/isbi-train/images --labels RUNS/data/isbi-train/la
 --optimizer adam --lr 1e-3 --schedule cosine --metric rand_error --seed 12"
 HE="--val-images RUNS/data/MONU-SEL8/images --val-labels RUNS/data/MONU-SEL8/labels --value-range 0 255 \
 --color-augment he --pixel-size 0.25 --schedule cosine --batch-size 2 --tile 380 --target 3class --lr 1e-3"
+GENERAL="--images RUNS/data/GENERAL-TRAIN/images --labels RUNS/data/GENERAL-TRAIN/labels \
+--val-images RUNS/data/GENERAL-VAL20/images --val-labels RUNS/data/GENERAL-VAL20/labels --zoom 0.5 2.0 \
+--intensity-scale 0.75 1.3 --schedule cosine --batch-size 2 --tile 380 --target 3class --width 16"
 run_spec() {
     case $1 in
+    nuclei-general-ft) echo "generalist fluorescence nuclei: the shipped nuclei model fine-tuned on BBBC039 train and \
+DSB2018's dark-background fluorescence (351), scale augmentation 0.5-2x|6000|500|1000|$GENERAL --init nuclei --lr 3e-4 --seed 27" ;;
+    nuclei-general-w16) echo "generalist fluorescence nuclei: as nuclei-general-ft, from scratch|6000|500|1000|$GENERAL \
+--lr 1e-3 --seed 27" ;;
     he-w16) echo "H&E nuclei: MoNuSeg 22 training tiles, 3class, width 16, from scratch, H&E colour augmentation|\
 8000|500|1000|--images RUNS/data/MONU-TRAIN22/images --labels RUNS/data/MONU-TRAIN22/labels $HE --width 16 --seed 27" ;;
     he-w16-dsb) echo "H&E nuclei: he-w16 plus DSB2018's 70 colour brightfield training tiles|\
@@ -136,7 +156,7 @@ $NUCLEI --target binary --width 16 --lr 1e-3 --seed 19" ;;
     *) return 1 ;;
     esac
 }
-RUN_NAMES="membranes membranes-w32 nuclei-3class-w32 nuclei-3class-w16 nuclei-binary-w16 nuclei-distance-w16 nuclei-longer nuclei-longer2 he-w16 he-w16-dsb he-w32"
+RUN_NAMES="membranes membranes-w32 nuclei-3class-w32 nuclei-3class-w16 nuclei-binary-w16 nuclei-distance-w16 nuclei-longer nuclei-longer2 nuclei-general-ft nuclei-general-w16 he-w16 he-w16-dsb he-w32"
 
 field() { run_spec "$1" | cut -d'|' -f"$2"; }
 checkpoint() { echo "$RUNS/$1.pt.ckpt"; }
