@@ -7,8 +7,8 @@
 #   scripts/bare-machine.sh [CHROOT]          default CHROOT: /work/bare/root (made if missing)
 #   DEMO_ONLY=1 scripts/bare-machine.sh       only `make demo`
 #
-# What the chroot borrows from the host: the kernel, the network, the shared data (read-only) and
-# this workplace's pip settings with the folders of wheels they name (the CPU build of torch lies
+# What the chroot borrows from the host: the kernel, the network (and its certificate authorities),
+# the shared data (read-only) and this workplace's pip settings with the folders of wheels they name (the CPU build of torch lies
 # there; from PyPI, torch==2.13.0 is a several-GB CUDA build). Logs and times: CHROOT/../*.log.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,6 +40,7 @@ for folder in /opt/pypi /opt/pypi-more /opt/wheels; do
     [ -d "$folder" ] && bind "$folder" "$ROOT$folder" ro
 done
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"  # the network's own CA, if any
 [ -f /etc/pip.conf ] && cp /etc/pip.conf "$ROOT/etc/pip.conf"
 [ -d /etc/xdg/pip ] && mkdir -p "$ROOT/etc/xdg" && cp -r /etc/xdg/pip "$ROOT/etc/xdg/"
 
