@@ -9,8 +9,9 @@
 #   workflows/models.sh park RUN              split RUN's checkpoint into parts under 45 MB, to commit them
 #                                             when a run must outlive the session (the next RUN joins them)
 #   workflows/models.sh clean RUN             remove RUN's checkpoint and its parts (the run is done)
-#   workflows/models.sh select RUN [MODEL...] nuclei runs: checkpoint and post-processing chosen together by
-#                                             two-fold cross-fitting on VAL40 (its snapshots by default)
+#   workflows/models.sh select RUN [MODEL...] checkpoint and post-processing chosen together by two-fold
+#                                             cross-fitting (its snapshots by default): nuclei runs on VAL40,
+#                                             generalists on VAL40 + DSB-FLUO-VAL, H&E runs on MONU-SEL8 by AJI
 #   workflows/models.sh evaluate RUN          membranes: ISBI 2012 scores of RUN.pt on slices 16-19
 #   workflows/models.sh ship membranes        membranes.pt into biounet/weights/, its segmentation threshold the
 #                                             Rand-optimal one on slices 16-19 (the selection slices)
@@ -59,7 +60,7 @@ he_splits() {
     monu=$(cd "$monu" && pwd); dsb=$(cd "$dsb" && pwd)
     for sub in images labels; do
         mkdir -p "$RUNS"/data/{MONU-SEL8,MONU-TRAIN22,DSB-BRIGHT-TRAIN,DSB-BRIGHT-VAL,HE-TRAIN-DSB}/"$sub"
-        mkdir -p "$RUNS"/data/{DSB-FLUO-TRAIN,DSB-FLUO-VAL,GENERAL-TRAIN,GENERAL-VAL20}/"$sub"
+        mkdir -p "$RUNS"/data/{DSB-FLUO-TRAIN,DSB-FLUO-VAL,GENERAL-TRAIN,GENERAL-VAL20,GENERAL-SEL}/"$sub"
         for name in $(cd "$monu/images" && ls); do
             case " $MONU_SEL8 " in *" ${name%.tif} "*) link "$monu/$sub/$name" "$RUNS/data/MONU-SEL8/$sub" ;;
             *) link "$monu/$sub/$name" "$RUNS/data/MONU-TRAIN22/$sub"; link "$monu/$sub/$name" "$RUNS/data/HE-TRAIN-DSB/$sub" ;;
@@ -72,12 +73,15 @@ he_splits() {
             bright/*/val) link "$dsb/val/$sub/$name.tif" "$RUNS/data/DSB-BRIGHT-VAL/$sub" ;;
             fluo/dark/train) link "$dsb/train/$sub/$name.tif" "$RUNS/data/DSB-FLUO-TRAIN/$sub"
                              link "$dsb/train/$sub/$name.tif" "$RUNS/data/GENERAL-TRAIN/$sub" ;;
-            fluo/dark/val) link "$dsb/val/$sub/$name.tif" "$RUNS/data/DSB-FLUO-VAL/$sub" ;;
+            fluo/dark/val) link "$dsb/val/$sub/$name.tif" "$RUNS/data/DSB-FLUO-VAL/$sub"
+                           link "$dsb/val/$sub/$name.tif" "$RUNS/data/GENERAL-SEL/$sub" ;;
             esac
         done < <(tail -n +2 "$dsb/manifest.csv")
         for name in $(cd "$DATA/bbbc039/train/$sub" && ls); do
             link "$(cd "$DATA/bbbc039/train/$sub" && pwd)/$name" "$RUNS/data/GENERAL-TRAIN/$sub"
         done
+        # the generalists choose on VAL40 and DSB-FLUO-VAL together (GUARD10 still chooses nothing)
+        for name in $(cd "$RUNS/data/VAL40/$sub" && ls); do link "$(readlink -f "$RUNS/data/VAL40/$sub/$name")" "$RUNS/data/GENERAL-SEL/$sub"; done
         # the curves of the generalist runs: BBBC039's VAL10 and the first 10 of DSB-FLUO-VAL by name
         for name in $(cd "$RUNS/data/VAL10/$sub" && ls) ; do link "$(readlink -f "$RUNS/data/VAL10/$sub/$name")" "$RUNS/data/GENERAL-VAL20/$sub"; done
         for name in $(cd "$dsb/val/$sub" && ls | sort); do
@@ -213,11 +217,17 @@ select_nuclei() {
         mapfile -t models < <(ls "$RUNS/$run".it*.pt 2>/dev/null)
         [ ${#models[@]} -gt 0 ] || die "no snapshots $RUNS/$run.it*.pt; pass the models to choose from"
     fi
-    local args=() m
+    local args=() m folder=VAL40 by=average_f1
     for m in "${models[@]}"; do args+=(--model "$m"); done
     splits
-    nice -n "$NICE" "${BIOUNET_CMD[@]}" tune "${args[@]}" --images "$RUNS/data/VAL40/images" \
-        --labels "$RUNS/data/VAL40/labels" --cross-fit --tta "$TTA" --out "$RUNS/$run.selected.pt" --overwrite
+    he_splits
+    case $run in  # where each family chooses: H&E on MoNuSeg by AJI (its field's score), generalists on both vals
+    he-*) folder=MONU-SEL8; by=aji ;;
+    nuclei-general-*) folder=GENERAL-SEL ;;
+    esac
+    nice -n "$NICE" "${BIOUNET_CMD[@]}" tune "${args[@]}" --images "$RUNS/data/$folder/images" \
+        --labels "$RUNS/data/$folder/labels" --cross-fit --select-by "$by" --tta "$TTA" \
+        --out "$RUNS/$run.selected.pt" --overwrite
 }
 
 evaluate_membranes() {
