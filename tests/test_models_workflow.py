@@ -116,6 +116,27 @@ def test_nuclei_ship_scores_the_images_that_chose_nothing(shared_data, tmp_path)
     assert spec.target == "3class" and spec.unet.width == 4  # the candidate itself
 
 
+def test_he_ship_carries_monuseg_terms_scale_and_the_training_tiles_diameter(shared_data, tmp_path):
+    """he-nuclei ships with MoNuSeg's terms, 0.25 um/px, and the median nucleus diameter of the 22 training
+    tiles (the 8 selection tiles left out, as training left them out)."""
+    import numpy as np
+    import tifffile
+
+    make_model(tmp_path / "he-cand.selected.pt", target="3class", in_channels=3,
+               normalization={"method": "fixed", "low": 0, "high": 255})
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    r = models_sh(tmp_path, "ship", "he-nuclei", "he-cand", SHIP_TO=str(shipped), PYTHON=sys.executable)
+    assert r.returncode == 0, r.stderr
+    _, spec = load_model(shipped / "he-nuclei.pt")
+    assert spec.training_data.name.startswith("MoNuSeg") and "NC-SA" in spec.training_data.license
+    assert spec.pixel_size == 0.25
+    train = sorted((tmp_path / "data" / "MONU-TRAIN22" / "labels").iterdir())
+    areas = np.concatenate([np.bincount(tifffile.imread(f).ravel())[1:] for f in train])
+    assert len(train) == 22 and spec.diameter == pytest.approx(np.median(2 * np.sqrt(areas[areas > 0] / np.pi)), abs=0.01)
+    assert "MONU-SEL8" in spec.provenance["postprocess_tuned_on"]["images"]
+
+
 @pytest.mark.parametrize("command", [["park", "membranes"], ["select", "nuclei-w32"], ["ship", "nuclei", "nope"],
                                      ["ship", "nuclei"]])
 def test_missing_inputs_fail_in_one_line(tmp_path, command):

@@ -17,6 +17,7 @@
 #                                             Rand-optimal one on slices 16-19 (the selection slices)
 #   workflows/models.sh ship nuclei RUN       RUN.selected.pt as biounet/weights/nuclei.pt, with its scores on
 #                                             GUARD10 (never used to choose anything) in its provenance
+#   workflows/models.sh ship he-nuclei RUN    RUN.selected.pt as biounet/weights/he-nuclei.pt with MoNuSeg's terms
 #
 # Settings (environment): DATA (the shared data, default ../shared/data beside the repository), RUNS
 # (where runs write, default runs/ in the repository: a checkpoint parked there can be committed),
@@ -236,10 +237,15 @@ evaluate_membranes() {
         --labels "$RUNS/data/isbi-val/labels" --tta "$TTA" --csv "$RUNS/$1.isbi-val.$TTA.csv"
 }
 
-ship() {  # ship membranes | ship nuclei RUN
+ship() {  # ship membranes | ship nuclei RUN | ship he-nuclei RUN
     splits
+    he_splits
     local python=${PYTHON:-python}
-    if [ "$1" = membranes ]; then
+    if [ "$1" = he-nuclei ]; then
+        [ -f "$RUNS/$2.selected.pt" ] || die "no $RUNS/$2.selected.pt: run 'models.sh select $2' first"
+        nice -n "$NICE" "$python" "$ROOT/workflows/ship.py" he-nuclei "$RUNS/$2.selected.pt" "$RUNS/data/MONU-SEL8" \
+            "$SHIP_TO/he-nuclei.pt"
+    elif [ "$1" = membranes ]; then
         nice -n "$NICE" "$python" "$ROOT/workflows/ship.py" membranes "$RUNS/membranes.pt" "$RUNS/data/isbi-val" \
             "$SHIP_TO/membranes.pt"
     else
@@ -256,8 +262,8 @@ park) [ $# -eq 2 ] || die "usage: models.sh park RUN"; park "$2" ;;
 clean) [ $# -eq 2 ] || die "usage: models.sh clean RUN"; clean "$2" ;;
 select) [ $# -ge 2 ] || die "usage: models.sh select RUN [MODEL...]"; shift; select_nuclei "$@" ;;
 evaluate) [ $# -eq 2 ] || die "usage: models.sh evaluate RUN"; evaluate_membranes "$2" ;;
-ship) { [ "${2:-}" = membranes ] && [ $# -eq 2 ]; } || { [ "${2:-}" = nuclei ] && [ $# -eq 3 ]; } ||
-          die "usage: models.sh ship membranes | ship nuclei RUN"; shift; ship "$@" ;;
+ship) { [ "${2:-}" = membranes ] && [ $# -eq 2 ]; } || { [[ "${2:-}" =~ ^(nuclei|he-nuclei)$ ]] && [ $# -eq 3 ]; } ||
+          die "usage: models.sh ship membranes | ship nuclei RUN | ship he-nuclei RUN"; shift; ship "$@" ;;
 ""|-h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0" | sed 's/^# \{0,1\}//' ;;
 *) train "$@" ;;
 esac

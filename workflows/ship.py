@@ -3,6 +3,7 @@
     python workflows/ship.py membranes RUN_MODEL VAL_FOLDER OUT
     python workflows/ship.py nuclei SELECTED_MODEL GUARD_FOLDER OUT
     python workflows/ship.py facts NAME MODEL OUT
+    python workflows/ship.py he-nuclei SELECTED_MODEL SELECTION_FOLDER OUT
 
 Every shipped file carries its model's facts (`FACTS`, one entry per shipped
 model): the training data and its terms, the pixel size the data documents, and
@@ -18,6 +19,12 @@ thresholds 0.0-1.0 by 0.1), so `biounet segment --model membranes` makes the
 segments the reported Rand error describes. Slices 16-19 select; the figures
 on them are therefore selection figures (MODEL_CARD.md).
 
+he-nuclei: SELECTED_MODEL is what `models.sh select he-RUN` wrote (checkpoint and post-processing
+chosen by AJI, two-fold cross-fitted on MONU-SEL8, 8 of MoNuSeg's 30 training tiles: MoNuSeg's own
+test tiles are kept back, so its reported figures are the cross-fitted ones that `tune` recorded). The
+copy written to OUT carries the MoNuSeg terms (CC BY-NC-SA 4.0), 0.25 um/px and portable names of
+the image sets.
+
 nuclei: SELECTED_MODEL is what `models.sh select RUN` wrote (checkpoint and
 post-processing chosen on VAL40); GUARD_FOLDER holds the images that chose
 nothing (GUARD10). The copy written to OUT carries its scores there as
@@ -32,7 +39,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from biounet.model.training_data import BBBC039, ISBI2012, TrainingData
+from biounet.model.training_data import BBBC039, ISBI2012, MONUSEG, TrainingData
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +54,7 @@ class Facts:
     pixel_size: float | None
     labels: str
     first: int | None = None
+    exclude: tuple[str, ...] = ()  # label files (stems) that did not train it
 
 
 FACTS = {
@@ -55,6 +63,9 @@ FACTS = {
     # ISBI 2012: 4 x 4 x 50 nm voxels (Cardona et al. 2010); trained on slices 0-15, whose "objects"
     # are the cell interiors (the 0/1 mask's components).
     "membranes": Facts(ISBI2012, 0.004, "isbi2012/train/labels", first=16),
+    # MoNuSeg: 40x TCGA tiles, 0.2456-0.2527 um/px; trained on the tiles outside the selection folder
+    # (MONU-SEL8 in models.sh), which `he_nuclei` leaves out.
+    "he-nuclei": Facts(MONUSEG, 0.25, "monuseg/train/labels"),
 }
 
 
@@ -67,7 +78,7 @@ def training_diameter(facts: Facts, ignore: int | None = None) -> float:
     from biounet.read.files import read_labels
     from biounet.train.data import median_diameter, object_areas
 
-    files = sorted((data_dir() / facts.labels).glob("*.tif"))[: facts.first]
+    files = [f for f in sorted((data_dir() / facts.labels).glob("*.tif")) if f.stem not in facts.exclude][: facts.first]
     if not files:
         sys.exit(f"ship.py: no training labels in {data_dir() / facts.labels}; set DATA to the shared data folder")
     return median_diameter([object_areas(read_labels(f), ignore) for f in files])
@@ -122,6 +133,24 @@ def nuclei(model: str, guard: str, out: str) -> None:
           f"{Path(out).stat().st_size / 2**20:.1f} MB")
 
 
+def he_nuclei(model: str, selection: str, out: str) -> None:
+    from biounet.model.file import load_model, save_model
+
+    net, spec = load_model(model)
+    provenance = dict(spec.provenance)
+    tuned = dict(provenance.get("postprocess_tuned_on") or {})
+    tuned["images"] = ("monuseg/train: MONU-SEL8 (8 tiles, 2 of each large organ group), checkpoint and "
+                       "post-processing cross-fitted by AJI")
+    provenance["postprocess_tuned_on"] = tuned
+    provenance["images"], provenance["labels"] = "monuseg/train: MONU-TRAIN22", "monuseg/train: MONU-TRAIN22"
+    provenance["val_images"] = provenance["val_labels"] = "monuseg/train: MONU-SEL8"
+    chose = tuple(sorted(f.stem for f in (Path(selection) / "labels").iterdir()))
+    facts = replace(FACTS["he-nuclei"], exclude=chose)
+    save_model(out, net, replace(with_facts(spec, facts), provenance=provenance))
+    print(f"wrote {out}: {Path(out).stat().st_size / 2**20:.1f} MB, selected on {Path(selection).name} "
+          f"({len(chose)} tiles left out of the diameter, as of training)")
+
+
 def add_facts(name: str, model: str, out: str) -> None:
     from biounet.model.file import load_model, save_model
 
@@ -135,7 +164,7 @@ def add_facts(name: str, model: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    steps = {"membranes": membranes, "nuclei": nuclei, "facts": add_facts}
+    steps = {"membranes": membranes, "nuclei": nuclei, "facts": add_facts, "he-nuclei": he_nuclei}
     if len(sys.argv) != 5 or sys.argv[1] not in steps:
         sys.exit(__doc__.split("\n\n")[1].strip())
     steps[sys.argv[1]](*sys.argv[2:])
