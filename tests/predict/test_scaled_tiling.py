@@ -5,41 +5,23 @@ pass of the network over the whole slide resampled to model space, resampled bac
 import numpy as np
 import pytest
 import tifffile
-import torch
 import zarr
 
 from biounet.model.file import load_model
 from biounet.model.geometry import Geometry
 from biounet.pipeline import stages
 from biounet.pipeline.segment import segment
-from biounet.plan.blocks import Block, tile_window
+from biounet.plan.blocks import tile_window
 from biounet.plan.mirror import mirror_window
-from biounet.plan.resample import resample_axis, taps
 from biounet.plan.run import make_run
 from biounet.plan.scale import model_block
 from biounet.predict.normalize import normalize
 from tests.conftest import make_model
 from tests.predict.test_tiling import assert_same_classes, tiled
+from tests.reference import forward_scaled
 
 MODEL_UM = 0.25
 SLIDES = {2.0: 0.5, 1.3: 0.325}  # scale factor: the slide's um/px (0.25 -> 0.325 is not a whole factor)
-
-
-def forward_scaled(net, image: np.ndarray, geometry: Geometry, factor: float) -> np.ndarray:
-    """One pass of the network over the whole slide (C, H, W) resampled to model space (mirror
-    context at the edges), resampled back to the slide's pixels."""
-    h, w = image.shape[-2:]
-    inner = model_block(Block(0, (), 0, h, 0, w), (factor, factor), geometry.align)
-    m = geometry.margin
-    y0, x0 = inner.y0 - m, inner.x0 - m
-    y1, x1 = y0 + geometry.input_size(inner.y1 - inner.y0), x0 + geometry.input_size(inner.x1 - inner.x0)
-    ky, kx = taps(y0, y1, 1 / factor), taps(x0, x1, 1 / factor)
-    source = mirror_window(lambda ys, xs: image[:, ys, xs], (h, w), ky.lo, ky.hi, kx.lo, kx.hi)
-    window = resample_axis(resample_axis(source, ky, 1, ky.lo), kx, 2, kx.lo)
-    with torch.inference_mode():
-        out = net.predict(torch.from_numpy(np.ascontiguousarray(window))[None])[0].numpy()
-    back_y, back_x = taps(0, h, factor), taps(0, w, factor)
-    return resample_axis(resample_axis(out, back_y, 1, inner.y0), back_x, 2, inner.x0)
 
 
 @pytest.fixture(scope="module")
