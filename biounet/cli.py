@@ -45,8 +45,8 @@ USER_ERRORS = {
 
 TTA_HELP = ("Test-time augmentation: the network's output averaged over flipped tiles (flips: 4 runs) or "
             "flipped and transposed ones (d4: 8 runs, as the U-Net paper's rotations).")
-MODEL_HELP = ("a shipped model's name (nuclei, membranes), a model file or a bioimage.io package (.zip, rdf.yaml "
-              "or its folder); a path wins over a name")
+MODEL_HELP = ("a shipped model's name (nuclei, membranes, he-nuclei), a model file or a bioimage.io package (.zip, "
+              "rdf.yaml or its folder); a path wins over a name")
 
 
 def _exit_code(err: BaseException) -> int | None:
@@ -153,9 +153,16 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output OME-Zarr (one INPUT only); default: beside INPUT, slide.tif -> slide.ome.zarr.")
 @click.option("--output-dir", type=click.Path(path_type=Path), help="Write each output into this folder instead.")
-@click.option("--model", metavar="NAME|PATH", help="Model: " + MODEL_HELP + "; default: nuclei.")
+@click.option("--model", metavar="NAME|PATH", help="Model: " + MODEL_HELP + "; default: he-nuclei for RGB "
+              "brightfield, else nuclei.")
 @click.option("--weights", type=click.Choice(ZOO_WEIGHTS), help="Which weights of a bioimage.io package to run "
               "(default: pytorch_state_dict if it has them).")
+@click.option("--pixel-size", type=float, metavar="UM", help="The slide's pixel size in um/px (level 0), instead of "
+              "its metadata; the network runs at the model's pixel size.")
+@click.option("--diameter", type=float, metavar="PX", help="The objects' typical diameter in pixels of the slide, "
+              "for a slide without a pixel size: the network runs where its objects have the model's diameter.")
+@click.option("--no-rescale", is_flag=True, help="Run the network at the slide's own pixel size, whatever the "
+              "model's.")
 @click.option("--tile", type=int, help="Input tile size (188 + 16k for depth 5); default: automatic.")
 @click.option("--block", type=int, help="Block size in pixels, the unit of work and of writing: one chunk for "
               "NGFF 0.4 (default 1024), one shard of 4 x 4 chunks for NGFF 0.5 (default 4096).")
@@ -186,9 +193,9 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--geojson", is_flag=False, flag_value="", metavar="[PATH]",
               help="Also write the objects for QuPath: slide.geojson beside the output, or PATH (.geojson.gz "
               "compresses); see `biounet export-geojson`.")
-def segment(inputs: tuple[Path, ...], output, output_dir, model, weights, tile, block, device, workers, precision, compile_net,
-            tta, channel, level, axes, memory_limit, save_probabilities, ngff, no_image, overwrite, quiet, no_progress, part,
-            finalize, scheduler, cluster, qc_png, geojson) -> None:
+def segment(inputs: tuple[Path, ...], output, output_dir, model, weights, pixel_size, diameter, no_rescale, tile, block,
+            device, workers, precision, compile_net, tta, channel, level, axes, memory_limit, save_probabilities, ngff,
+            no_image, overwrite, quiet, no_progress, part, finalize, scheduler, cluster, qc_png, geojson) -> None:
     """Segment each INPUT (TIFF, OME-TIFF, zarr, OME-Zarr) into an OME-Zarr for napari.
 
     `biounet segment slide.tif` writes slide.ome.zarr (and slide.objects.csv)
@@ -205,6 +212,13 @@ def segment(inputs: tuple[Path, ...], output, output_dir, model, weights, tile, 
                                "slide.geojson beside its output)")
     if not (part or finalize):
         _check_paths(inputs, outputs, overwrite)
+    if pixel_size is not None or diameter is not None:  # before the pipeline (torch) is loaded
+        from biounet.plan.scale import ScaleError, check_options
+
+        try:
+            check_options(pixel_size, diameter, not no_rescale)
+        except ScaleError as err:
+            _fail(str(err), EXIT_USAGE)
     geojsons = [None] * len(outputs) if geojson is None else [_geojson_path(geojson, o, overwrite) for o in outputs]
     from biounet.pipeline.segment import describe_tasks
     from biounet.pipeline.segment import segment as run
@@ -219,7 +233,8 @@ def segment(inputs: tuple[Path, ...], output, output_dir, model, weights, tile, 
             compile=compile_net, weights=weights, tta=tta, channel=list(channel) or None, overwrite=overwrite, save_probabilities=save_probabilities,
             ngff=ngff, level=level, axes=axes, memory_limit=memory_limit, write_image=not no_image,
             progress=not (quiet or no_progress), part=_parse_part(part), finalize=finalize, scheduler=scheduler,
-            cluster=cluster, qc_png=qc_png, geojson=features, log=None if quiet else say,
+            cluster=cluster, qc_png=qc_png, geojson=features, pixel_size=pixel_size, diameter=diameter,
+            rescale=not no_rescale, log=None if quiet else say,
         )
         objects += result.extra.get("objects") or 0
         if not quiet:
@@ -297,7 +312,7 @@ def _summary_line(result, part: str | None, finalize: bool) -> str:
     resumed = f", {done['skipped']} already done" if done.get("skipped") else ""
     return (f"wrote {result.output}: {result.blocks} blocks of {'x'.join(map(str, result.shape))} "
             f"({result.axes}), {done['computed']} computed{resumed}, tile {result.tile}, in {result.seconds:.1f} s; "
-            f"objects: {done['summary']}")
+            f"{done['model']}; {done['scale']}; objects: {done['summary']}")
 
 
 def _parse_part(text: str | None) -> tuple[int, int] | None:

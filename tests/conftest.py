@@ -24,9 +24,10 @@ def shared_data() -> Path:
 
 
 def make_model(path: Path, seed: int = 0, normalization: dict | None = None, target: str = "binary",
-               **unet) -> Path:
+               pixel_size: float | None = None, diameter: float | None = None, **unet) -> Path:
     """A random-weight U-Net (original geometry unless told otherwise; with `encoder=NAME` an
-    encoder U-Net) saved as a model file."""
+    encoder U-Net) saved as a model file (trained at `pixel_size` um/px on objects of
+    `diameter` px, if given)."""
     torch.manual_seed(seed)
     classes = {"binary": ["background", "foreground"], "3class": ["background", "interior", "boundary"]}[target]
     options = {"width": 4, "out_channels": len(classes), **unet}
@@ -34,7 +35,8 @@ def make_model(path: Path, seed: int = 0, normalization: dict | None = None, tar
         options = {"depth": 6, "padding": "same", "batch_norm": True, **options}
     net = build_network(UNetConfig(**options))
     spec = ModelSpec(unet=net.config, target=target, classes=classes, normalization=normalization or {"method": "none"},
-                     postprocess={"name": "components" if target == "binary" else "watershed_3class", "params": {}})
+                     postprocess={"name": "components" if target == "binary" else "watershed_3class", "params": {}},
+                     pixel_size=pixel_size, diameter=diameter)
     save_model(path, net, spec)
     return path
 

@@ -57,6 +57,16 @@ def model_rule(postprocess: dict | None) -> InstanceRule:
     return instance_rule(name, **params)
 
 
+def scaled_rule(rule: InstanceRule, factor: float) -> InstanceRule:
+    """`rule` for a class map `factor` times coarser than the network's pixels (a run at the
+    model's scale, `biounet.plan.scale`): growth reach in slide pixels (`expand` / factor,
+    rounded) and the least area in slide pixels (`min_size` / factor^2, rounded, at least 1)."""
+    if factor == 1.0:
+        return rule
+    return InstanceRule(rule.seed_class, int(round(rule.expand / factor)),
+                        max(1, int(round(rule.min_size / factor**2))))
+
+
 def disc_rings(distance: int) -> list[np.ndarray]:
     """Offsets (dy, dx) with 0 < dy^2 + dx^2 <= distance^2, grouped by that squared
     distance (nearest first), each group in raster order."""

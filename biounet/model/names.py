@@ -1,4 +1,4 @@
-"""Models by name: `--model nuclei|membranes|PATH`.
+"""Models by name: `--model nuclei|membranes|he-nuclei|PATH`.
 
 The package ships model files in `biounet/weights/NAME.pt`. A model argument
 is resolved in this order:
@@ -25,10 +25,11 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 SHIPPED: dict[str, str] = {
     "nuclei": "fluorescent nuclei (BBBC039: U2OS, Hoechst), instances",
     "membranes": "neuronal membranes in serial-section EM (ISBI 2012), cell interiors",
+    "he-nuclei": "nuclei in H&E brightfield (MoNuSeg), instances; the default for RGB brightfield slides",
 }
 DEFAULT = "nuclei"
 # name -> what its objects are called in QuPath (`biounet export-geojson`'s default class)
-OBJECTS: dict[str, str] = {"nuclei": "Nucleus", "membranes": "Cell"}
+OBJECTS: dict[str, str] = {"nuclei": "Nucleus", "membranes": "Cell", "he-nuclei": "Nucleus"}
 
 
 class ModelNameError(ValueError):

@@ -69,6 +69,9 @@ def segment(
     cluster: str | None = None,
     qc_png: str | os.PathLike | None = None,
     geojson: bool | str | os.PathLike | None = None,
+    pixel_size: float | None = None,
+    diameter: float | None = None,
+    rescale: bool = True,
     cancel: threading.Event | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SegmentResult:
@@ -81,8 +84,13 @@ def segment(
     output). `scheduler` (an address) or `cluster` ("local", "slurm", "pbs",
     "lsf") run the tasks on Dask workers.
 
-    `model` is a model file or a shipped model's name ("nuclei", the default, or "membranes"; see
-    `biounet.model.names`). `tta` ("none", "flips", "d4") averages the network over flipped and
+    `model` is a model file or a shipped model's name ("nuclei", "membranes", "he-nuclei"; see
+    `biounet.model.names`); None: the shipped model for the kind of image (`biounet.model.choice`:
+    he-nuclei for RGB brightfield, else nuclei). Where the slide's pixel size differs from the
+    model's, the network runs at the model's scale and everything is written at the slide's
+    (`biounet.plan.scale`); `pixel_size` (um/px of level 0) overrides the slide's metadata,
+    `diameter` (the objects' diameter in slide pixels) sets the scale instead, and
+    `rescale=False` runs at the slide's own scale. `tta` ("none", "flips", "d4") averages the network over flipped and
     transposed tiles (`biounet.predict.tta`: 4 or 8 times the network's work). `input` may also be an in-memory numpy or dask array (`axes` names its axes).
     `progress` is a bar (True), nothing (False) or a callable, called as
     progress(done, total) in blocks (each block's share of all the run's tasks).
@@ -118,7 +126,7 @@ def segment(
         input, output, model=model, tile=tile, block=block, device=device, channel=channel,
         save_probabilities=save_probabilities, ngff=ngff, level=level, axes=axes,
         memory_limit=memory_limit, write_image=write_image, precision=precision, compile=compile, workers=workers,
-        weights=weights, tta=tta,
+        weights=weights, tta=tta, pixel_size=pixel_size, diameter=diameter, rescale=rescale,
     )
     folder_run, record = _existing(run) if finalize else _open_output(run, overwrite, shared=part is not None)
     run = folder_run
@@ -153,7 +161,7 @@ def segment(
             lease.release()
     complete = res.folder.read_record().get("status") == "complete"
     extra = {"computed": stats.get("predict", 0), "skipped": kept.get("predict", 0), "stages": stats,
-             "kept": kept, "complete": complete, "seconds": timing}
+             "kept": kept, "complete": complete, "seconds": timing, "model": run.model_text, "scale": run.scale.text}
     if complete:
         record = res.folder.read_record()
         extra.update(objects=record.get("objects", 0), summary=record.get("summary", ""))

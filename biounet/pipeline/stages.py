@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from biounet.label.rules import InstanceRule, model_rule
+from biounet.label.rules import InstanceRule, model_rule, scaled_rule
 from biounet.label.sums import sum_dtype
 from biounet.label.window import Bands, halo_window
 from biounet.measure.table import ObjectTable, TablePart, csv_rows, summary, table_columns
 from biounet.plan.blocks import Block
 from biounet.plan.run import Run
 from biounet.predict.classes import class_names, encode_probabilities, model_classes
+from biounet.predict.rescale import read_scaled_block
 from biounet.predict.source import BlockInput, read_block
 from biounet.write import ngff
 from biounet.write.pyramid import pyramid_block
@@ -99,7 +100,7 @@ class Resources:
         self.threads = threads
         self.store = OutputStore(run.output, run.layout, array_specs(run))
         self.folder = RunFolder(run.output, run.layout.zarr_format)
-        self.rule: InstanceRule = model_rule(run.spec.postprocess)
+        self.rule: InstanceRule = scaled_rule(model_rule(run.spec.postprocess), run.scale.factor)
         self.stats = np.asarray(run.stats, dtype=np.float64)
         self.fallback: dict = {}  # smaller tile / batch after running out of memory (see predict_block)
         self.cache_classes = cache_classes
@@ -166,16 +167,25 @@ def network_on_cpu(res: Resources) -> bool:
 
 
 def read_input(res: Resources, block: Block) -> BlockInput:
+    """The block's input window for the network (in model space when rescaled) and its pixels."""
     run = res.run
+    if run.scale.rescaled:
+        return read_scaled_block(res.image, run.level, run.scale, block, run.tile, run.geometry, res.stats,
+                                 run.channels, keep_pixels=run.write_image)
     return read_block(res.image, run.level, block, run.tile, run.geometry, res.stats, run.channels,
                       keep_pixels=run.write_image)
 
 
 def predict_output(res: Resources, block: Block, window: np.ndarray, device=None):
-    """The network's output for a block (float32 tensor on the network's device)."""
+    """The network's output for a block's pixels (float32 tensor on the network's device)."""
+    run = res.run
+    if run.scale.rescaled:
+        from biounet.predict.rescale import predict_scaled
+
+        return predict_scaled(res.net_on(device), window, block, run.scale, run.tile, run.geometry, run.batch,
+                              res.fallback)
     from biounet.predict.tiles import predict_block
 
-    run = res.run
     return predict_block(res.net_on(device), window, block, run.tile, run.geometry, run.batch, res.fallback)
 
 

@@ -12,11 +12,13 @@ from pathlib import Path
 from biounet import __version__
 from biounet.model.file import load_model
 from biounet.model.geometry import TileSizes, geometry_of
-from biounet.model.names import file_digest, resolve_model
+from biounet.model.names import ModelNameError, file_digest, resolve_model, shipped
 from biounet.model.spec import ModelSpec
 from biounet.plan.blocks import Block, tile_window
 from biounet.plan.layout import OutputLayout
 from biounet.plan.memory import choose_batch, choose_tile
+from biounet.plan.scale import (Scale, ScaleError, check_options, model_block, plan_scale, scale_factor,
+                                scaled_block_size)
 
 DEFAULT_BLOCK = {"0.4": 1024, "0.5": 4096}
 SHARD_SIDE = 4  # chunks per shard side (NGFF 0.5)
@@ -123,6 +125,8 @@ class Run:
     compile: bool = False  # torch.compile the network
     weights: str | None = None  # which weights of a bioimage.io package (None: its first runnable)
     tta: str = "none"  # test-time augmentation (biounet.predict.tta)
+    scale: Scale = Scale()  # the network's pixels against the slide's (biounet.plan.scale)
+    model_text: str = ""  # which model runs and why, for the summary line
 
     @property
     def geometry(self) -> TileSizes:
@@ -140,6 +144,9 @@ class Run:
         return table_path(Path(self.output))
 
     def tiles_of(self, block: Block) -> int:
+        """The network's tiles for `block` (in model space when rescaled)."""
+        if self.scale.rescaled:
+            block = model_block(block, self.scale.steps, self.geometry.align)
         _, _, _, _, ys, xs = tile_window(block, self.tile, self.geometry)
         return len(ys) * len(xs)
 
@@ -171,10 +178,16 @@ def make_run(
     channel: list[str] | None = None, save_probabilities: str | None = None, ngff: str = "0.4", level: int = 0,
     axes: str | None = None, memory_limit: int | str = DEFAULT_MEMORY, write_image: bool = True,
     precision: str = "auto", compile: bool = False, workers: int | None = None, weights: str | None = None,
-    tta: str = "none",
+    tta: str = "none", pixel_size: float | None = None, diameter: float | None = None, rescale: bool = True,
 ) -> Run:
-    """Check every argument and resolve tile, batch, blocks, precision, network threads and arrays;
-    touches no output. `workers`: network threads (None: `cpu_workers` on the CPU, 2 per GPU)."""
+    """Check every argument and resolve model, scale, tile, batch, blocks, precision and
+    arrays; touches no output. `workers`: network threads (None: `cpu_workers` on the CPU, 2 per GPU).
+
+    `pixel_size` (um/px of the slide's level 0) overrides the slide's metadata;
+    `diameter` (the objects' diameter in pixels of the level segmented) sets the scale
+    where the slide has no pixel size; `rescale=False` runs at the slide's own scale
+    (`biounet.plan.scale`). With no `model`, the shipped model for the kind of image
+    (`biounet.model.choice`)."""
     from biounet.plan.gpu import choose_precision
     from biounet.plan.options import PRECISIONS, check_tta
     from biounet.read.image import open_image
@@ -182,14 +195,27 @@ def make_run(
 
     input, output = Path(input), Path(output)
     image = open_image(input, axes)
-    model_path = resolve_model(model)  # a file, a bioimage.io package, or a shipped name (None: nuclei)
+    if not 0 <= level < len(image.readers):
+        raise UsageError(f"--level {level} does not exist: the image has levels 0..{len(image.readers) - 1}")
+    try:
+        check_options(pixel_size, diameter, rescale)
+    except ScaleError as err:
+        raise UsageError(str(err)) from None
+    if model is None or str(model) == "":
+        model, why = _default_model(image, level, channel)
+        model_text = f"model {model} ({why})"
+    else:
+        model_text = f"model {Path(str(model)).name}"
+    model_path = resolve_model(model)  # a file, a bioimage.io package, or a shipped name
     _, spec = load_model(model_path, weights)  # the whole file, so a broken one fails before any output exists
     geometry = geometry_of(spec.unet)
+    scale = _scale(image, level, spec, pixel_size, diameter, rescale)
     if ngff not in NGFF_VERSIONS:
         raise UsageError(f"--ngff {ngff!r} is not supported: use 0.4 or 0.5")
     if save_probabilities not in (None, *PROBABILITY_TYPES):
         raise UsageError(f"--save-probabilities {save_probabilities!r}: use float16 or uint8")
-    block = DEFAULT_BLOCK[ngff] if block is None else block
+    if block is None:  # a large scale factor takes smaller blocks, so the model-space window stays as large
+        block = scaled_block_size(DEFAULT_BLOCK[ngff], scale.factor, geometry.align)
     if block <= 0 or block % geometry.align:
         raise UsageError(f"--block {block} must be a positive multiple of {geometry.align} (e.g. 1024)")
     if tile is not None:
@@ -221,8 +247,6 @@ def make_run(
     memory = parse_size(memory_limit)
     if output.resolve() == input.resolve() or input.resolve() in output.resolve().parents:
         raise UsageError("the output must not be the input or lie inside it")
-    if not 0 <= level < len(image.readers):
-        raise UsageError(f"--level {level} does not exist: the image has levels 0..{len(image.readers) - 1}")
     channels = select_channels(image, channel, spec.unet.in_channels)
     data = image.readers[level]
     label_axes = image.axes.replace("c", "")
@@ -233,11 +257,16 @@ def make_run(
     chunk = max(block // SHARD_SIDE, geometry.align) if ngff == "0.5" else block
     covered = min(block if ngff == "0.4" else min(block, DEFAULT_BLOCK["0.4"]),
                   -(-max(height, width) // geometry.align) * geometry.align)
+    if scale.rescaled:  # the tiles cover a block's model-space range
+        inner = model_block(Block(0, (), 0, covered, 0, covered), scale.steps, geometry.align)
+        covered = -(-max(inner.shape) // geometry.align) * geometry.align
     # On the CPU each network thread holds its own tiles' activations: the budget is shared.
     per_worker = memory // workers if devices[0].type == "cpu" else memory
     chosen = tile or spec.tile or choose_tile(spec.unet, covered, per_worker)
-    layout = OutputLayout(label_axes, label_shape, block, image.level_pixel_size(level), ngff, chunk)
+    layout = OutputLayout(label_axes, label_shape, block, _level_pixel_size(image, level, pixel_size), ngff, chunk)
     first = layout.blocks(0)[0]
+    if scale.rescaled:
+        first = model_block(first, scale.steps, geometry.align)
     _, _, _, _, ys, xs = tile_window(first, chosen, geometry)
     if devices[0].type == "cuda":  # tiles per launch from the GPU's free memory, shared by its threads
         from biounet.plan.gpu import choose_gpu_batch, gpu_info
@@ -253,7 +282,7 @@ def make_run(
         "channels": list(channels) if channels else None, "ngff": ngff,
         "probabilities": save_probabilities, "image": write_image, "biounet": __version__,
         "precision": precision, **({"weights": spec.unet.extra["weights"]} if "weights" in spec.unet.extra else {}),
-        **({"tta": tta} if tta != "none" else {}),
+        **({"tta": tta} if tta != "none" else {}), "scale": scale.record(),
     }
     return Run(
         input=str(input), output=str(output), level=level, axes=axes, image_axes=image.axes,
@@ -261,6 +290,52 @@ def make_run(
         channels=channels, model=str(model_path), spec=spec, tile=chosen, batch=batch, layout=layout,
         probabilities=save_probabilities, write_image=write_image, device=device, params=params,
         precision=precision, compile=compile, weights=weights, tta=tta, threads=threads,
-        workers=workers if devices[0].type == "cpu" else (workers or 2),
+        workers=workers if devices[0].type == "cpu" else (workers or 2), scale=scale, model_text=model_text,
     )
+
+
+def _default_model(image, level: int, channel: list[str] | None) -> tuple[str, str]:
+    """The shipped model for this image when none is named, and why; a one-line error when
+    that model is not in this build."""
+    from biounet.model.choice import default_model, looks_rgb, modality
+    from biounet.read.sample import brightness
+
+    channels = len(channel) if channel else image.size("c")
+    kind = modality(image.format)
+    light = brightness(image, level) if looks_rgb(channels, image.dtype) and kind is None else None
+    name, why = default_model(channels, str(image.dtype), kind, light, picked=bool(channel))
+    if name not in shipped():
+        raise ModelNameError(f"the slide looks like RGB brightfield, whose default model {name} is not in this "
+                             "build yet: pass --model with a model for it, or --channel C to segment one channel with "
+                             "the fluorescence model nuclei")
+    return name, why
+
+
+def _scale(image, level: int, spec: ModelSpec, pixel_size: float | None, diameter: float | None,
+           rescale: bool) -> Scale:
+    """The run's `Scale`: the slide's pixel size (from `pixel_size`, level 0's, or the
+    file) against the model's, or `diameter` against the model's objects."""
+    fy, fx = image.downsamples[level]
+    if pixel_size is not None:
+        slide_um, source = pixel_size * (fy + fx) / 2, "--pixel-size"
+    else:
+        slide_um, source = image.microns_per_pixel(level), "the file"
+    numbers = {"slide_um": slide_um, "slide_from": source if slide_um is not None else None,
+               "model_um": spec.pixel_size, "diameter": diameter, "model_diameter": spec.diameter}
+    try:
+        factor, why = scale_factor(slide_um, spec.pixel_size, slide_from=source, model_diameter=spec.diameter,
+                                   diameter=diameter, rescale=rescale)
+    except ScaleError as err:
+        raise UsageError(str(err)) from None
+    return plan_scale(factor, why, level, image.downsamples, **numbers)
+
+
+def _level_pixel_size(image, level: int, pixel_size: float | None) -> dict[str, tuple[float, str]]:
+    """The pixel size of the level segmented, for the output's metadata and the object table:
+    the file's, or `pixel_size` (um/px of level 0) times the level's downsample."""
+    sizes = image.level_pixel_size(level)
+    if pixel_size is not None:
+        fy, fx = image.downsamples[level]
+        sizes.update(y=(pixel_size * fy, "micrometer"), x=(pixel_size * fx, "micrometer"))
+    return sizes
 

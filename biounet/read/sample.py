@@ -79,3 +79,14 @@ def pooled_sample(samples: Sequence[np.ndarray]) -> np.ndarray:
     total = sum(s.shape[1] for s in samples)
     step = max(1, math.ceil(total / SAMPLE_PIXELS))
     return np.concatenate([s.reshape(s.shape[0], -1)[:, ::step] for s in samples], axis=1).astype(np.float64)
+
+
+def brightness(image: "Image", level: int = 0) -> float:
+    """The median pixel brightness of `image` (the mean of its channels) as a fraction of
+    its integer type's range (floats as they are): about 0.8 or more for glass under
+    transmitted light, near 0 for the background of fluorescence. From the same small
+    sample as the normalisation statistics."""
+    sample = sample_for_stats(image, None, level)
+    median = float(np.median(sample.mean(axis=0, dtype=np.float64)))
+    dtype = np.dtype(image.dtype)
+    return median / np.iinfo(dtype).max if dtype.kind in "ui" else median
