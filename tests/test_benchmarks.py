@@ -31,7 +31,8 @@ def test_smoke_suite_writes_every_section(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     text = out.read_text()
     for title in ("Pipeline overhead", "Network speed", "Against MONAI", "Tile size", "Memory against slide size",
-                  "Scaling", "Training side", "Block-parallel pipeline (null network)"):
+                  "Scaling", "Training side", "Block-parallel pipeline (null network)",
+                  "Whole slide with tissue detection"):
         assert f"## {title}" in text
     assert "allocator:" in text and "torch:" in text
     # every target row carries a measured figure and a verdict

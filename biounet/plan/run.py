@@ -122,6 +122,7 @@ class Run:
     compile: bool = False  # torch.compile the network
     weights: str | None = None  # which weights of a bioimage.io package (None: its first runnable)
     tta: str = "none"  # test-time augmentation (biounet.predict.tta)
+    tissue: str = "none"  # "auto", "none" or a mask file: which blocks are predicted (biounet.pipeline.tissue)
 
     @property
     def geometry(self) -> TileSizes:
@@ -159,12 +160,12 @@ def make_run(
     channel: list[str] | None = None, save_probabilities: str | None = None, ngff: str = "0.4", level: int = 0,
     axes: str | None = None, memory_limit: int | str = DEFAULT_MEMORY, write_image: bool = True,
     precision: str = "auto", compile: bool = False, workers: int = 1, weights: str | None = None,
-    tta: str = "none",
+    tta: str = "none", tissue: str | None = None,
 ) -> Run:
     """Check every argument and resolve tile, batch, blocks, precision and arrays;
     touches no output."""
     from biounet.plan.gpu import choose_precision
-    from biounet.plan.options import PRECISIONS, check_tta
+    from biounet.plan.options import PRECISIONS, check_tissue, check_tta
     from biounet.read.image import open_image
     from biounet.runtime.devices import resolve_devices
 
@@ -199,6 +200,7 @@ def make_run(
     precision = choose_precision(precision, devices[0].type, capability)
     try:
         check_tta(tta)
+        tissue = check_tissue(tissue, image.rgb)
     except ValueError as err:
         raise UsageError(str(err)) from None
     memory = parse_size(memory_limit)
@@ -235,12 +237,14 @@ def make_run(
         "probabilities": save_probabilities, "image": write_image, "biounet": __version__,
         "precision": precision, **({"weights": spec.unet.extra["weights"]} if "weights" in spec.unet.extra else {}),
         **({"tta": tta} if tta != "none" else {}),
+        "tissue": tissue if tissue in ("auto", "none") else {"mask": str(Path(tissue).resolve()),
+                                                             "bytes": size_of(Path(tissue))},
     }
     return Run(
         input=str(input), output=str(output), level=level, axes=axes, image_axes=image.axes,
         image_dtype=str(data.dtype.newbyteorder("=")), image_channels=image.size("c") if "c" in image.axes else 0,
         channels=channels, model=str(model_path), spec=spec, tile=chosen, batch=batch, layout=layout,
         probabilities=save_probabilities, write_image=write_image, device=device, params=params,
-        precision=precision, compile=compile, weights=weights, tta=tta,
+        precision=precision, compile=compile, weights=weights, tta=tta, tissue=tissue,
     )
 
