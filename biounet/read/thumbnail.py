@@ -140,7 +140,10 @@ def _pil_mask(path: Path) -> np.ndarray:
 
     try:
         with PILImage.open(path) as picture:
-            data = np.asarray(picture)
+            grey = picture.mode in ("1", "L", "I", "I;16", "F")
+            data = np.asarray(picture if grey else picture.convert("RGBA"))  # palettes as colours
     except (OSError, ValueError, PILImage.DecompressionBombError) as err:
         raise ImageReadError(f"cannot read tissue mask {path} ({err}); give a PNG, JPEG or TIFF image") from None
-    return (data != 0).any(axis=-1) if data.ndim == 3 else data != 0
+    if grey:
+        return data != 0
+    return (data[..., :3] != 0).any(axis=-1) & (data[..., 3] != 0)  # a colour, where not transparent

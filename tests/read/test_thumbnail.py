@@ -66,6 +66,12 @@ def test_mask_images_of_any_size_cover_the_slide(tmp_path):
     rgb[5, 7, 1] = 9  # nonzero in any channel
     PILImage.fromarray(rgb).save(tmp_path / "rgb.png")
     assert np.argwhere(th.mask_image(tmp_path / "rgb.png", 60, 80)).tolist() == [[5, 7]]
+    rgba = np.zeros((60, 80, 4), np.uint8)
+    rgba[..., 3] = 255  # opaque black: no tissue
+    rgba[9, 9] = [255, 0, 0, 255]
+    rgba[20, 20] = [255, 0, 0, 0]  # transparent: no tissue
+    PILImage.fromarray(rgba).save(tmp_path / "rgba.png")
+    assert np.argwhere(th.mask_image(tmp_path / "rgba.png", 60, 80)).tolist() == [[9, 9]]
 
 
 def test_mask_images_that_do_not_fit_are_refused(tmp_path):
