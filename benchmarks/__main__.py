@@ -20,15 +20,17 @@ from pathlib import Path
 from benchmarks.common import ROOT, Context, Section
 from benchmarks.quiet import QUIET_CORES, between, snapshot
 
-SECTIONS = ["overhead", "network", "peers", "tiles", "memory", "scaling", "training", "pipeline", "geojson", "gpu"]
+SECTIONS = ["overhead", "network", "peers", "tiles", "memory", "scaling", "training", "pipeline", "geojson", "tissue",
+            "gpu"]
 DEFAULT = [s for s in SECTIONS if s != "gpu"]  # the GPU section runs on its own: --only gpu
 FULL = {"pipeline": 4096, "tiles_slide": 2048, "tile_small": 572, "tiles": [572, 796, 1068, 1580], "memory": [4096, 16384, 32768],
         "sgemm": 2048, "train_tile": 572, "warm_up": 1024,
         "pipeline_sizes": [8192, 16384, 32768], "gpu_slide": 16384, "gpu_tile": 0,
-        "gpu_invariance_tiles": [572, 1068, 1212], "geojson": 60000}
+        "gpu_invariance_tiles": [572, 1068, 1212], "geojson": 60000, "tissue_slide": 20480}
 SMOKE = {"pipeline": 512, "tiles_slide": 512, "tile_small": 204, "tile_auto": 252, "tiles": [252], "memory": [256, 512],
          "sgemm": 256, "train_tile": 204, "warm_up": 256,
-        "pipeline_sizes": [256, 512], "gpu_slide": 256, "gpu_tile": 204, "gpu_invariance_tiles": [204, 252], "geojson": 2048}
+        "pipeline_sizes": [256, 512], "gpu_slide": 256, "gpu_tile": 204, "gpu_invariance_tiles": [204, 252], "geojson": 2048,
+         "tissue_slide": 2048}
 
 
 def render(sections: list[Section], machine: dict, args: argparse.Namespace, seconds: float) -> str:

@@ -193,9 +193,13 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--geojson", is_flag=False, flag_value="", metavar="[PATH]",
               help="Also write the objects for QuPath: slide.geojson beside the output, or PATH (.geojson.gz "
               "compresses); see `biounet export-geojson`.")
+@click.option("--tissue", metavar="auto|none|PATH",
+              help="Predict only blocks with tissue (dilated by the network's context), the rest left empty: auto "
+              "detects it (default for RGB scans), PATH is a mask image of the whole slide (any size, nonzero = "
+              "tissue), none predicts every block (default otherwise).")
 def segment(inputs: tuple[Path, ...], output, output_dir, model, weights, pixel_size, diameter, no_rescale, tile, block,
             device, workers, precision, compile_net, tta, channel, level, axes, memory_limit, save_probabilities, ngff,
-            no_image, overwrite, quiet, no_progress, part, finalize, scheduler, cluster, qc_png, geojson) -> None:
+            no_image, overwrite, quiet, no_progress, part, finalize, scheduler, cluster, qc_png, geojson, tissue) -> None:
     """Segment each INPUT (TIFF, OME-TIFF, zarr, OME-Zarr) into an OME-Zarr for napari.
 
     `biounet segment slide.tif` writes slide.ome.zarr (and slide.objects.csv)
@@ -234,7 +238,7 @@ def segment(inputs: tuple[Path, ...], output, output_dir, model, weights, pixel_
             ngff=ngff, level=level, axes=axes, memory_limit=memory_limit, write_image=not no_image,
             progress=not (quiet or no_progress), part=_parse_part(part), finalize=finalize, scheduler=scheduler,
             cluster=cluster, qc_png=qc_png, geojson=features, pixel_size=pixel_size, diameter=diameter,
-            rescale=not no_rescale, log=None if quiet else say,
+            rescale=not no_rescale, tissue=tissue, log=None if quiet else say,
         )
         objects += result.extra.get("objects") or 0
         if not quiet:
@@ -310,9 +314,14 @@ def _summary_line(result, part: str | None, finalize: bool) -> str:
                 if finalize else "run with --finalize (or --finalize --part I/N) once every part is done")
         return f"{step} {part}: computed {done['computed']} blocks into {result.output} in {result.seconds:.1f} s; {then}"
     resumed = f", {done['skipped']} already done" if done.get("skipped") else ""
+    tissue = ""
+    if "tissue" in done:
+        from biounet.pipeline.tissue import describe
+
+        tissue = f"tissue: {describe(done['tissue'])}; "
     return (f"wrote {result.output}: {result.blocks} blocks of {'x'.join(map(str, result.shape))} "
             f"({result.axes}), {done['computed']} computed{resumed}, tile {result.tile}, in {result.seconds:.1f} s; "
-            f"{done['model']}; {done['scale']}; objects: {done['summary']}")
+            f"{done['model']}; {done['scale']}; {tissue}objects: {done['summary']}")
 
 
 def _parse_part(text: str | None) -> tuple[int, int] | None:

@@ -246,7 +246,8 @@ def labels_layer(root: Path, name: str, ome: dict) -> LayerData:
     group = root / "labels" / name
     levels = _levels(group, ms)
     label_meta = ome.get("image-label") or {}
-    kwargs: dict = {"name": name, "visible": True, **_spatial(ms, levels)}
+    # The tissue mask (`segment --tissue`) starts hidden: it would veil half the slide.
+    kwargs: dict = {"name": name, "visible": name != "tissue", **_spatial(ms, levels)}
     colours = {int(c["label-value"]): [v / 255.0 for v in c["rgba"]] for c in label_meta.get("colors") or []
                if "label-value" in c and len(c.get("rgba", [])) == 4}
     if colours:

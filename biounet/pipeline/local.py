@@ -31,8 +31,10 @@ from biounet.plan.blocks import Block
 from biounet.runtime.process import release_free_memory
 
 TRIM_EVERY = 16  # tasks between two returns of freed memory to the kernel (`release_free_memory`)
-# Most urgent first: keep the network fed, free memory, then the rest.
-PRIORITY = {"read": 0, "write": 1, "pass1": 1, "merge": 2, "pyramid": 3, "pass2": 4, "table": 5, "metadata": 6}
+# Most urgent first: keep the network fed, free memory, then the rest. "predict": a block without
+# tissue, whose task is only its image copy (the network threads take the others).
+PRIORITY = {"read": 0, "write": 1, "predict": 1, "pass1": 1, "merge": 2, "pyramid": 3, "pass2": 4, "table": 5,
+            "metadata": 6}
 
 
 class PriorityPool:
@@ -200,8 +202,11 @@ class LocalRunner:
             if self.left == 0 or (self._stopped() and self.running == 0):
                 self.finished.set()
 
+    def _networked(self, task: Task) -> bool:
+        return task.stage == "predict" and not self.res.skipped(task.index)
+
     def _schedule(self, task: Task) -> None:
-        if task.stage == "predict":
+        if self._networked(task):
             return  # the network threads take them in order
         with self.lock:
             if self._stopped():
@@ -296,7 +301,7 @@ class LocalRunner:
         # The labelling loops (numba: about a second to import and load in a process) load
         # while the first blocks are predicted, not in front of them.
         threading.Thread(target=_load_kernels, name="biounet-kernels", daemon=True).start()
-        predicts = sorted(t for t in self.todo if t.stage == "predict")
+        predicts = sorted(t for t in self.todo if self._networked(t))
         reads: dict[Task, Future] = {}
         devices = network_threads(self.res.devices, self.workers)
         writes = threading.Semaphore(2 * len(devices) + 1)  # predicted blocks waiting to be written
@@ -304,7 +309,7 @@ class LocalRunner:
                                  name=f"biounet-net-{w}", daemon=True) for w, device in enumerate(devices)]
         try:
             for t in sorted(self.todo):
-                if t.stage != "predict" and self.waiting[t] == 0:
+                if not self._networked(t) and self.waiting[t] == 0:
                     self._schedule(t)
             for t in nets:
                 t.start()

@@ -72,6 +72,7 @@ def segment(
     pixel_size: float | None = None,
     diameter: float | None = None,
     rescale: bool = True,
+    tissue: str | os.PathLike | None = None,
     cancel: threading.Event | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SegmentResult:
@@ -97,7 +98,8 @@ def segment(
     Setting the event `cancel` stops the run after the tasks under way with
     `Interrupted`, leaving a resumable output (as Ctrl-C does). `geojson` (True: slide.geojson
     beside the output, or a path) also writes the objects for QuPath once the output is
-    complete (`biounet.write.geojson`).
+    complete (`biounet.write.geojson`). `tissue` ("auto", "none" or a mask image; None: auto for an
+    RGB scan, none otherwise) predicts only the blocks with tissue (`biounet.pipeline.tissue`).
     """
     if not isinstance(input, (str, os.PathLike)):  # an in-memory array (the napari widget)
         options = {k: v for k, v in locals().items() if k not in ("input", "output")}
@@ -126,7 +128,7 @@ def segment(
         input, output, model=model, tile=tile, block=block, device=device, channel=channel,
         save_probabilities=save_probabilities, ngff=ngff, level=level, axes=axes,
         memory_limit=memory_limit, write_image=write_image, precision=precision, compile=compile, workers=workers,
-        weights=weights, tta=tta, pixel_size=pixel_size, diameter=diameter, rescale=rescale,
+        weights=weights, tta=tta, pixel_size=pixel_size, diameter=diameter, rescale=rescale, tissue=tissue,
     )
     folder_run, record = _existing(run) if finalize else _open_output(run, overwrite, shared=part is not None)
     run = folder_run
@@ -159,11 +161,13 @@ def segment(
     finally:
         if lease is not None:
             lease.release()
-    complete = res.folder.read_record().get("status") == "complete"
+    record = res.folder.read_record() or {}
+    complete = record.get("status") == "complete"
     extra = {"computed": stats.get("predict", 0), "skipped": kept.get("predict", 0), "stages": stats,
              "kept": kept, "complete": complete, "seconds": timing, "model": run.model_text, "scale": run.scale.text}
+    if record.get("tissue"):  # the blocks with tissue (`biounet.pipeline.tissue.record_entry`)
+        extra["tissue"] = record["tissue"]
     if complete:
-        record = res.folder.read_record()
         extra.update(objects=record.get("objects", 0), summary=record.get("summary", ""))
         if qc_png:
             write_qc_png(res, Path(qc_png))
@@ -338,6 +342,7 @@ def _create(run: Run) -> tuple[Run, dict]:
     """Set up a new output: statistics (the first read of the slide, so an unreadable
     one fails before anything is written), every array, the run folder, then the run
     record last."""
+    from biounet.pipeline import tissue
     from biounet.pipeline.graph import STAGES, Graph
     from biounet.pipeline.stages import STEPS, array_specs, set_status
     from biounet.predict.normalize import count_nonfinite, normalization_stats
@@ -345,6 +350,7 @@ def _create(run: Run) -> tuple[Run, dict]:
     from biounet.read.sample import sample_for_stats
     from biounet.write.runfolder import RunFolder
     from biounet.write.store import OutputStore
+    from biounet.write.tissue import write_tissue
 
     image = open_image(run.input, run.axes)
     sample = sample_for_stats(image, list(run.channels) if run.channels else None, run.level)
@@ -356,8 +362,11 @@ def _create(run: Run) -> tuple[Run, dict]:
             "treated as background (0 after normalisation) and left out of the normalisation statistics",
             BiounetWarning, stacklevel=3,
         )
+    mask = tissue.detect(run, image)
     output = Path(run.output)
     OutputStore(output, run.layout, array_specs(run)).create()
+    if mask is not None:
+        write_tissue(output, mask.layer, mask.factor, run.layout.pixel_size, run.layout.ngff)
     folder = RunFolder(output, run.layout.zarr_format)
     graph = Graph(run)
     folder.create_markers("pyramid", graph.count("pyramid"))
@@ -368,6 +377,8 @@ def _create(run: Run) -> tuple[Run, dict]:
     set_status(output, "running", run.params)
     record = {"params": run.params, "stats": stats, "batch": run.batch, "blocks": len(run.blocks),
               "status": "running", "stages": list(STAGES)}
+    if mask is not None:
+        record["tissue"] = tissue.record_entry(run, mask)
     folder.write_record(record)
     return _with_record(run, record), record
 

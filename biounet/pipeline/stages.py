@@ -1,7 +1,8 @@
 """The stages of a run, each a function of (resources, task): what a block task does.
 
     predict   read the block's window, run the network, class map; write classes,
-              the image copy and probabilities; keep the class map's bands
+              the image copy and probabilities; keep the class map's bands (a block
+              without tissue: only the image copy, its labels left empty)
     pass1     label the block's window; keep what the merge needs (`BlockLabels`)
     merge     the one global step: final ids of every block's local ids
     pass2     final ids of the block written; its rows of the object table
@@ -114,6 +115,7 @@ class Resources:
         self._image = None
         self._nets: dict[str, object] = {}
         self._grid = {(b.plane, b.y0 // run.layout.block, b.x0 // run.layout.block): b for b in run.blocks}
+        self._skipped: frozenset[int] | None = None
 
     @property
     def image(self):
@@ -152,6 +154,15 @@ class Resources:
     def network_on_cpu(self) -> bool:
         """Whether a (non-trivial) network runs on this process's CPU."""
         return self.devices[0].type == "cpu" and not getattr(self.net, "cheap", False)
+
+    def skipped(self, index: int) -> bool:
+        """Whether block `index` is not predicted (no tissue: `biounet.pipeline.tissue`), as the
+        run record says."""
+        if self._skipped is None:
+            from biounet.pipeline.tissue import skipped_blocks
+
+            self._skipped = skipped_blocks(self.folder.read_record())
+        return index in self._skipped
 
     def neighbour(self, block: Block, dy: int, dx: int) -> Block | None:
         """The level-0 block dy rows and dx columns of blocks away (None outside the slide)."""
@@ -239,8 +250,21 @@ def write_prediction(res: Resources, block: Block, prediction: Prediction, pixel
 
 def predict(res: Resources, block: Block) -> None:
     """The whole predict task of one block (distributed runs; local runs pipeline its parts)."""
+    if res.skipped(block.index):
+        return skip_block(res, block)
     window, pixels = read_input(res, block)
     write_prediction(res, block, predict_classes(res, block, window), pixels)
+
+
+def skip_block(res: Resources, block: Block) -> None:
+    """A block without tissue, not predicted: the image copy is written, its classes and
+    probabilities are not (missing chunks read as 0), and its empty bands mark it done."""
+    run = res.run
+    if run.write_image:
+        res.store.write(IMAGE, 0, block, res.image.read(run.level, block.index_in(run.image_axes)))
+    bands = Bands.of(np.zeros(block.shape, np.uint8), res.rule.halo)
+    res.bands[block.index] = bands
+    res.folder.put("bands", block.index, _pack(bands.arrays()))
 
 
 # -- labels -------------------------------------------------------------------------------
@@ -396,7 +420,8 @@ def metadata_step(res: Resources) -> None:
         elif spec.path == INSTANCES:
             extra = ngff.image_label(None, None, layout.ngff)
         ngff.write_multiscales(root, spec.path, entry, layout.ngff, extra)
-    ngff.write_labels_list(root, ["classes", "instances"], layout.ngff)
+    tissue = ["tissue"] if (res.folder.read_record() or {}).get("tissue") else []
+    ngff.write_labels_list(root, ["classes", "instances", *tissue], layout.ngff)
     set_status(root, "complete", run.params)
     res.folder.update_record(status="complete")
     res.folder.mark("steps", STEPS.index("metadata"))

@@ -127,6 +127,7 @@ class Run:
     tta: str = "none"  # test-time augmentation (biounet.predict.tta)
     scale: Scale = Scale()  # the network's pixels against the slide's (biounet.plan.scale)
     model_text: str = ""  # which model runs and why, for the summary line
+    tissue: str = "none"  # "auto", "none" or a mask file: which blocks are predicted (biounet.pipeline.tissue)
 
     @property
     def geometry(self) -> TileSizes:
@@ -179,6 +180,7 @@ def make_run(
     axes: str | None = None, memory_limit: int | str = DEFAULT_MEMORY, write_image: bool = True,
     precision: str = "auto", compile: bool = False, workers: int | None = None, weights: str | None = None,
     tta: str = "none", pixel_size: float | None = None, diameter: float | None = None, rescale: bool = True,
+    tissue: str | None = None,
 ) -> Run:
     """Check every argument and resolve model, scale, tile, batch, blocks, precision and
     arrays; touches no output. `workers`: network threads (None: `cpu_workers` on the CPU, 2 per GPU).
@@ -189,7 +191,7 @@ def make_run(
     (`biounet.plan.scale`). With no `model`, the shipped model for the kind of image
     (`biounet.model.choice`)."""
     from biounet.plan.gpu import choose_precision
-    from biounet.plan.options import PRECISIONS, check_tta
+    from biounet.plan.options import PRECISIONS, check_tissue, check_tta
     from biounet.read.image import open_image
     from biounet.runtime.devices import cpu_threads, resolve_devices
 
@@ -242,6 +244,7 @@ def make_run(
     precision = choose_precision(precision, devices[0].type, capability)
     try:
         check_tta(tta)
+        tissue = check_tissue(tissue, image.rgb)
     except ValueError as err:
         raise UsageError(str(err)) from None
     memory = parse_size(memory_limit)
@@ -283,13 +286,15 @@ def make_run(
         "probabilities": save_probabilities, "image": write_image, "biounet": __version__,
         "precision": precision, **({"weights": spec.unet.extra["weights"]} if "weights" in spec.unet.extra else {}),
         **({"tta": tta} if tta != "none" else {}), "scale": scale.record(),
+        "tissue": tissue if tissue in ("auto", "none") else {"mask": str(Path(tissue).resolve()),
+                                                             "bytes": size_of(Path(tissue))},
     }
     return Run(
         input=str(input), output=str(output), level=level, axes=axes, image_axes=image.axes,
         image_dtype=str(data.dtype.newbyteorder("=")), image_channels=image.size("c") if "c" in image.axes else 0,
         channels=channels, model=str(model_path), spec=spec, tile=chosen, batch=batch, layout=layout,
         probabilities=save_probabilities, write_image=write_image, device=device, params=params,
-        precision=precision, compile=compile, weights=weights, tta=tta, threads=threads,
+        precision=precision, compile=compile, weights=weights, tta=tta, threads=threads, tissue=tissue,
         workers=workers if devices[0].type == "cpu" else (workers or 2), scale=scale, model_text=model_text,
     )
 

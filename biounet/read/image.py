@@ -89,6 +89,8 @@ class Image:
         OpenSlide's properties, NGFF scales).
     objective_power: the scanner's objective magnification (40.0 for a 40x scan), or None.
     metadata_source: where pixel_size and objective_power were read ("" if nowhere).
+    rgb: the channels are a colour image's red, green and blue (a brightfield scan: TIFF
+        samples stored as RGB or YCbCr, or a slide OpenSlide reads), not stains or channels.
     data, levels: level 0 and every level as dask arrays, made on first use.
     """
 
@@ -100,6 +102,7 @@ class Image:
     channel_names: list[str] | None = None
     objective_power: float | None = None
     metadata_source: str = ""
+    rgb: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -317,6 +320,7 @@ def _open_tiff(path: Path, axes: str | None) -> Image:
                 if nlevels > 1:
                     fmt += f", pyramid of {nlevels}"
                 page = series.keyframe
+                rgb = "S" in series.axes and page.photometric in (tifffile.PHOTOMETRIC.RGB, tifffile.PHOTOMETRIC.YCBCR)
                 chunked = page.is_tiled or bool(getattr(page, "is_ndpi", False) and len(page.dataoffsets) > 1)
                 tiled = {}  # levels read tile by tile, sharing one cache of decoded tiles
                 if all(tiles_supported(series, level) for level in range(nlevels)):
@@ -346,7 +350,7 @@ def _open_tiff(path: Path, axes: str | None) -> Image:
     if not chunked:
         fmt += ", striped"
     return Image(path, readers[0].axes, readers, scan.pixel_size, fmt, channel_names, scan.objective_power,
-                 scan.source)
+                 scan.source, rgb)
 
 
 def _openslide_format(path: Path) -> str:
@@ -396,7 +400,8 @@ def _open_openslide(path: Path, axes: str | None, vendor: str) -> Image:
                for i, level in enumerate(levels)]
     scan = slide_meta.openslide(properties)
     fmt = f"{name} (OpenSlide)" + (f", pyramid of {len(levels)}" if len(levels) > 1 else "")
-    return Image(path, readers[0].axes, readers, scan.pixel_size, fmt, None, scan.objective_power, scan.source)
+    return Image(path, readers[0].axes, readers, scan.pixel_size, fmt, None, scan.objective_power, scan.source,
+                 rgb=True)
 
 
 def _first_line(err: BaseException) -> str:
