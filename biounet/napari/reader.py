@@ -194,6 +194,13 @@ def _channel_index(ms: dict, ndim: int) -> int | None:
 # --- layers ------------------------------------------------------------------
 
 
+def is_rgb(channels: list[dict], dtype) -> bool:
+    """Whether omero channel metadata describes an 8-bit colour image: red, green, blue."""
+    from biounet.write.ngff import RGB_COLOURS
+
+    return str(dtype) == "uint8" and [str(ch.get("color", "")).upper() for ch in channels] == list(RGB_COLOURS)
+
+
 def image_layer(root: Path, ome: dict, name: str) -> LayerData:
     """The image at the root: multiscale, one layer per channel, contrast limits from the lowest level."""
     ms = ome["multiscales"][0]
@@ -205,6 +212,11 @@ def image_layer(root: Path, ome: dict, name: str) -> LayerData:
         kwargs["contrast_limits"] = limits[0]
         return (*_layer_data(levels, kwargs), "image")
     channels = (ome.get("omero") or {}).get("channels") or []
+    if is_rgb(channels, levels[0].dtype) and levels[0].shape[c] == 3:  # a brightfield scan: one colour layer
+        import dask.array as da
+
+        kwargs.update(rgb=True)
+        return (*_layer_data([da.moveaxis(level, c, -1) for level in levels], kwargs), "image")
     labels = [ch.get("label") for ch in channels] if len(channels) == levels[0].shape[c] else []
     count = levels[0].shape[c]
     kwargs.update(

@@ -419,6 +419,8 @@ def metadata_step(res: Resources) -> None:
                                      [{"label-value": i, "class": c} for i, c in enumerate(names)], layout.ngff)
         elif spec.path == INSTANCES:
             extra = ngff.image_label(None, None, layout.ngff)
+        elif not spec.path and run.image_rgb:
+            extra = ngff.omero_rgb(layout.ngff)
         ngff.write_multiscales(root, spec.path, entry, layout.ngff, extra)
     tissue = ["tissue"] if (res.folder.read_record() or {}).get("tissue") else []
     ngff.write_labels_list(root, ["classes", "instances", *tissue], layout.ngff)

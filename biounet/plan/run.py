@@ -127,6 +127,7 @@ class Run:
     tta: str = "none"  # test-time augmentation (biounet.predict.tta)
     scale: Scale = Scale()  # the network's pixels against the slide's (biounet.plan.scale)
     model_text: str = ""  # which model runs and why, for the summary line
+    image_rgb: bool = False  # the image copy is a colour scan's red, green and blue (8 bits)
     tissue: str = "none"  # "auto", "none" or a mask file: which blocks are predicted (biounet.pipeline.tissue)
 
     @property
@@ -295,6 +296,7 @@ def make_run(
         channels=channels, model=str(model_path), spec=spec, tile=chosen, batch=batch, layout=layout,
         probabilities=save_probabilities, write_image=write_image, device=device, params=params,
         precision=precision, compile=compile, weights=weights, tta=tta, threads=threads, tissue=tissue,
+        image_rgb=bool(image.rgb) and image.size("c") == 3 and str(data.dtype) == "uint8",
         workers=workers if devices[0].type == "cpu" else (workers or 2), scale=scale, model_text=model_text,
     )
 

@@ -78,6 +78,19 @@ def image_label(colours: list[list[int]] | None, properties: list[dict] | None, 
     return {"image-label": meta}
 
 
+RGB_COLOURS = ("FF0000", "00FF00", "0000FF")  # omero colours of a colour image's red, green, blue
+
+
+def omero_rgb(ngff: str) -> dict:
+    """omero rendering metadata of an 8-bit colour image (c = red, green, blue): viewers show
+    it in its colours (napari: one RGB layer in biounet's reader, three additive channels in
+    napari-ome-zarr's)."""
+    channels = [{"label": name, "color": colour, "active": True, "coefficient": 1.0, "family": "linear",
+                 "inverted": False, "window": {"min": 0, "max": 255, "start": 0, "end": 255}}
+                for name, colour in zip(("red", "green", "blue"), RGB_COLOURS)]
+    return {"omero": {"channels": channels, "rdefs": {"model": "color"}, "version": ngff}}
+
+
 def write_labels_list(root: Path, names: list[str], ngff: str) -> None:
     """The `labels` group's list of label images: what makes readers show them."""
     group = zarr.open_group(str(root), path="labels", mode="r+")

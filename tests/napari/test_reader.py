@@ -99,3 +99,31 @@ def test_viewer_shows_labels(make_napari_viewer, qtbot, nuclei_output, tmp_path)
     shot = canvas_shot(viewer, qtbot, tmp_path / "reader.png")
     on_objects, on_background = coloured_where(shot, mask > 0, viewer)
     assert on_objects > 0.9 and on_background < 0.1, (on_objects, on_background)
+
+
+def test_viewer_shows_the_tissue_mask(make_napari_viewer, qtbot, tmp_path):
+    """An H&E slide segmented with --tissue auto, in a real window: the `tissue` labels layer
+    is there, hidden, at 8 slide pixels per mask pixel over the image; shown alone, it colours
+    the canvas where the mask marks tissue and its context and leaves the glass clear."""
+    from benchmarks.common import threshold_model
+    from benchmarks.he_slide import HESlide
+    from biounet.pipeline.segment import segment
+
+    tifffile.imwrite(tmp_path / "he.tif", HESlide(768, 1024, tissue=0.35, seed=4).image(), photometric="rgb",
+                     tile=(256, 256))
+    model = threshold_model(tmp_path / "dark.pt", 0.5, {"method": "fixed", "low": 0, "high": 255}, in_channels=3,
+                            dark=True)
+    out = segment(tmp_path / "he.tif", tmp_path / "he.ome.zarr", model=model, block=256, progress=False).output
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(out), plugin="biounet")
+    assert [layer.name for layer in viewer.layers] == ["he", "classes", "instances", "tissue"]
+    assert viewer.layers["he"].rgb  # the scan in its colours, one layer
+    tissue = viewer.layers["tissue"]
+    assert type(tissue).__name__ == "Labels" and not tissue.visible and tuple(tissue.scale) == (8.0, 8.0)
+    for layer in viewer.layers:
+        layer.visible = layer is tissue
+    mask = np.asarray(zarr.open_array(str(out / "labels" / "tissue" / "0"), mode="r")[:])
+    assert 0.2 < (mask == 1).mean() < 0.6 and (mask == 0).mean() > 0.1
+    shot = canvas_shot(viewer, qtbot, tmp_path / "tissue.png")
+    on_mask, on_glass = coloured_where(shot, mask > 0, viewer, scale=(8.0, 8.0))
+    assert on_mask > 0.9 and on_glass < 0.05, (on_mask, on_glass)

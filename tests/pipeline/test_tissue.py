@@ -137,7 +137,9 @@ def test_the_tissue_layer_overlays_the_image_in_napari(outputs):
     from napari_ome_zarr import napari_get_reader
 
     out = str(outputs[0].output)
-    layers = {meta.get("name"): (data, meta, kind) for data, meta, kind in napari_get_reader(out)(out)}
+    read = napari_get_reader(out)(out)
+    assert [c.name for c in read[0][1]["colormap"]] == ["red", "green", "blue"]  # the scan in its colours
+    layers = {meta.get("name"): (data, meta, kind) for data, meta, kind in read[1:]}
     data, meta, kind = layers["labels/labels/tissue"]
     assert kind == "labels" and meta["scale"] == [8.0, 8.0]
     level0 = np.asarray(data[0] if isinstance(data, list) else data)
