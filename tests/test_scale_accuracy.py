@@ -1,15 +1,11 @@
 """The accuracy check of scale-aware inference (issue 26, part 2): the same H&E field given at
 0.25 um/px and downsampled to 0.5 um/px gives the same nuclei, compared at level 0.
 
-The model (`tests/data/he-w8-monuseg.pt`, 0.5 MB) is a small H&E nuclei U-Net (width 8,
-depth 4, 3class) trained at 0.25 um/px on MoNuSeg training tiles (its file names them and
-carries MoNuSeg's terms, CC BY-NC-SA 4.0); the field below was left out of its training
-and validation.
+The model is the shipped `he-nuclei` (trained at 0.25 um/px on MoNuSeg's MONU-TRAIN22 tiles,
+MODEL_CARD.md); the field below is one of the selection tiles (MONU-SEL8), which trained nothing.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +16,7 @@ from biounet.evaluate.metrics import instance_scores
 from biounet.pipeline.segment import segment
 from tests.read.wsi_files import area_down
 
-MODEL = Path(__file__).resolve().parent / "data" / "he-w8-monuseg.pt"
+MODEL = "he-nuclei"
 FIELD = "TCGA-AR-A1AS-01Z-00-DX1"  # a MoNuSeg training tile, 1000 x 1000, 40x
 
 

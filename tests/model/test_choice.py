@@ -88,3 +88,15 @@ def test_a_single_channel_slide_gets_nuclei(weights, shared_data, tmp_path):
     assert result.extra["model"] == "model nuclei (default for single-channel fluorescence)"
     named = segment(field, tmp_path / "named.ome.zarr", model="nuclei", device="cpu", block=256, progress=False)
     assert named.extra["model"] == "model nuclei"
+
+
+def test_the_shipped_he_model_runs_on_an_rgb_slide_with_no_options(he_field, tmp_path):
+    """This build ships he-nuclei: an H&E crop with no model named runs it, at its scale (the crop
+    said to be 0.5 um/px: enlarged 2x for the network), and finds nuclei."""
+    r = invoke("segment", he_field, "-o", tmp_path / "o.ome.zarr", "--device", "cpu", "--no-progress",
+               "--pixel-size", "0.5")
+    assert r.returncode == 0, r.output
+    assert ("; model he-nuclei (default for RGB brightfield); scale 2.00 (slide 0.50 um/px from --pixel-size, "
+            "model 0.25 um/px); tissue: ") in r.output
+    objects = int(r.output.split("objects: ")[1].split(" objects")[0])
+    assert objects >= 20, r.output
