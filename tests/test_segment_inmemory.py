@@ -83,3 +83,17 @@ def test_another_array_is_not_resumed_into_the_output(image, tiny_model, tmp_pat
     with pytest.raises(OutputError, match="other parameters"):
         segment(image + 1, out, axes="yx", model=tiny_model, block=64, progress=False)
     assert len(list(tmp_path.glob(".o.ome.zarr.input-*.zarr"))) == 1, "only the cancelled run's input is kept"
+
+
+def test_torch_threads_are_left_as_they_were(image, tmp_path):
+    """segment's network threads set torch's (process-wide) thread count for themselves; a caller's
+    own torch work afterwards runs on the threads it had (3 here: the network threads take half the cores each)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        segment(image, tmp_path / "o.ome.zarr", model="nuclei", axes="yx", workers=2, device="cpu", progress=False)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -198,7 +198,7 @@ def _run_tasks(res, graph, plan, run: Run, workers: int | None, scheduler, clust
     number of tasks computed per stage, and their seconds (summed over threads)."""
     from biounet.pipeline.errors import TaskError
     from biounet.pipeline.local import LocalRunner
-    from biounet.runtime.devices import cpu_threads
+    from biounet.runtime.devices import cpu_threads, torch_threads_kept
 
     computed: dict[str, int] = {}
     seconds: dict[str, float] = {}
@@ -223,7 +223,8 @@ def _run_tasks(res, graph, plan, run: Run, workers: int | None, scheduler, clust
             else:
                 runner = LocalRunner(res, graph, todo, cpu_threads(), run.workers, on_done=on_done, cancel=cancel)
                 try:
-                    runner.run()
+                    with torch_threads_kept():
+                        runner.run()
                 finally:
                     for step, cpu in runner.clock.seconds.items():
                         seconds[f"cpu {step}"] = seconds.get(f"cpu {step}", 0.0) + cpu

@@ -26,12 +26,16 @@ def tile_bytes(config: UNetConfig, tile_in: int) -> int:
 
 
 def choose_tile(config: UNetConfig, block: int, memory_limit: int) -> int:
-    """The largest valid tile not larger than needed to cover `block`, within `memory_limit`."""
+    """The tile for blocks of `block` px a side within `memory_limit`: as few tiles per block
+    as the largest tile that fits allows, each no larger than they need to be (a 2048 px
+    block in tiles of at most 1644 px takes 2 x 2 tiles of 1212, not of 1644: 45% fewer
+    pixels through the network)."""
     geometry = geometry_of(config)
     best = geometry.input_size(block)
     while best > geometry.min_input and tile_bytes(config, best) > memory_limit:
         best -= geometry.align
-    return best
+    per_side = -(-block // geometry.output_size(best))
+    return min(best, geometry.input_size(-(-block // per_side)))
 
 
 def choose_batch(config: UNetConfig, tile_in: int, memory_limit: int, tiles_per_block: int) -> int:

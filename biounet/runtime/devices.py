@@ -4,6 +4,8 @@ and the cores this process is allowed (affinity, OMP_NUM_THREADS)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -70,3 +72,15 @@ def cpu_threads() -> int:
     except ValueError:
         limit = 0
     return max(1, min(cores, limit)) if limit > 0 else cores
+
+
+@contextmanager
+def torch_threads_kept() -> Iterator[None]:
+    """torch's CPU thread count as it was, after the block: its network threads set their own
+    (`biounet.predict.device.prepare`), which is process-wide, and a caller's later torch work
+    (a notebook, napari, a benchmark beside it) must not be left on one thread."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -77,6 +77,23 @@ def encoder_package(tiny_encoder_model, tmp_path_factory, offline) -> Path:
     return out
 
 
+@pytest.fixture(scope="package")
+def he_package(tmp_path_factory, offline, shared_data) -> Path:
+    """The shipped H&E model exported, its test input a 320 x 320 px crop of a MoNuSeg selection tile
+    (TCGA-AR-A1AS: it trained nothing), RGB."""
+    import tifffile
+
+    folder = tmp_path_factory.mktemp("zoo-he")
+    crop = folder / "he.tif"
+    tile = tifffile.imread(shared_data / "monuseg" / "train" / "images" / "TCGA-AR-A1AS-01Z-00-DX1.tif")
+    tifffile.imwrite(crop, tile[300:620, 300:620], photometric="rgb")
+    out = folder / "he-nuclei.zip"
+    result = invoke("export", "he-nuclei", "-o", out, "--test-image", crop)
+    assert result.returncode == 0, result.output
+    assert "bioimage.io model (valid-format), licence CC-BY-NC-SA-4.0, test input 1x3x" in result.output
+    return out
+
+
 def unpack(package: Path, folder: Path) -> Path:
     """`package` unpacked into `folder`."""
     import zipfile

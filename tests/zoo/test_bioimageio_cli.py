@@ -1,5 +1,5 @@
 """`bioimageio test PACKAGE`, bioimage.io's own command, on every package `biounet export` writes (the
-shipped nuclei and membranes models, an encoder U-Net), in venvs that hold bioimageio.core and nothing of
+shipped nuclei, membranes and he-nuclei models, an encoder U-Net), in venvs that hold bioimageio.core and nothing of
 biounet (tests/zoo/bioimageio_venvs.py): at the project's pins (pydantic 2.12.5), as pip resolves
 bioimageio.core today, and that with the newest bioimageio.spec. Slow: the venvs take about 95 s each to
 build (then reused from .venv-bioimageio/), a package 10-30 s to test in each."""
@@ -29,7 +29,7 @@ def upstream_defect(found: dict[str, str]) -> bool:
 
 
 @pytest.mark.parametrize("venv", list(STEPS))
-@pytest.mark.parametrize("which", ["package", "membranes_package", "encoder_package"])
+@pytest.mark.parametrize("which", ["package", "membranes_package", "he_package", "encoder_package"])
 def test_bioimageio_test_cli(venv, which, request, tmp_path):
     package = request.getfixturevalue(which)
     folder = ensure(venv)
