@@ -26,9 +26,12 @@ $(BENCH_STAMP): $(STAMP)
 
 install: $(STAMP)
 
+# The default run on TEST_WORKERS processes (pytest-xdist), then the serial tests alone.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	@sh scripts/system-packages.sh napari
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m 'not slow and not slurm and not serial'
+	$(PY) -m pytest -q -m serial
 
 test-all: $(BENCH_STAMP)
 	@sh scripts/system-packages.sh napari

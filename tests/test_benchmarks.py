@@ -87,6 +87,7 @@ def test_machine_busy_time_from_proc_stat():
     assert machine_busy_seconds(line) == pytest.approx(10 + 2 + 3 + 1 + 1 + 1)  # idle and iowait left out
 
 
+@pytest.mark.serial
 def test_other_work_is_seen_and_ours_is_not():
     """A process burning a core beside us makes an interval busy; our own work does not (against
     what the rest of the machine does meanwhile, measured over an interval of our idling)."""
