@@ -116,6 +116,28 @@ def test_nuclei_ship_scores_the_images_that_chose_nothing(shared_data, tmp_path)
     assert spec.target == "3class" and spec.unet.width == 4  # the candidate itself
 
 
+def test_generalist_ships_with_both_data_sets_terms_and_its_own_diameter(shared_data, tmp_path):
+    """A generalist run ships as nuclei-general.pt with BBBC039 + DSB2018's facts (CC0, both Caicedo
+    papers), the diameter its training measured, and its GUARD10 scores."""
+    make_model(tmp_path / "nuclei-general-cand.selected.pt", target="3class", diameter=25.83,
+               normalization={"method": "percentile", "low": 1.0, "high": 99.8})
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    r = models_sh(tmp_path, "ship", "nuclei-general", "nuclei-general-cand", SHIP_TO=str(shipped),
+                  PYTHON=sys.executable)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in shipped.iterdir()) == ["nuclei-general.pt"]
+    _, spec = load_model(shipped / "nuclei-general.pt")
+    data = spec.training_data
+    assert "BBBC039" in data.name and "DSB2018" in data.name and data.license == "CC0-1.0"
+    assert {c.doi for c in data.cite} >= {"10.1002/cyto.a.23863", "10.1038/s41592-019-0612-7"}
+    assert spec.diameter == 25.83 and spec.pixel_size is None
+    assert spec.provenance["held_out"]["count"] == 10
+    assert "dsb2018/val" in spec.provenance["postprocess_tuned_on"]["images"]
+    r = models_sh(tmp_path, "ship", "nuclei-general")
+    assert r.returncode == 2 and "usage: models.sh ship" in r.stderr
+
+
 def test_he_ship_carries_monuseg_terms_scale_and_the_training_tiles_diameter(shared_data, tmp_path):
     """he-nuclei ships with MoNuSeg's terms, 0.25 um/px, and the median nucleus diameter of the 22 training
     tiles (the 8 selection tiles left out, as training left them out)."""

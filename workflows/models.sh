@@ -18,6 +18,9 @@
 #   workflows/models.sh ship nuclei RUN       RUN.selected.pt as biounet/weights/nuclei.pt, with its scores on
 #                                             GUARD10 (never used to choose anything) in its provenance
 #   workflows/models.sh ship he-nuclei RUN    RUN.selected.pt as biounet/weights/he-nuclei.pt with MoNuSeg's terms
+#   workflows/models.sh ship nuclei-general RUN   a generalist run's RUN.selected.pt as biounet/weights/
+#                                             nuclei-general.pt (`ship nuclei RUN` makes it the default instead),
+#                                             with BBBC039 + DSB2018's terms and its GUARD10 scores
 #
 # Settings (environment): DATA (the shared data, default ../shared/data beside the repository), RUNS
 # (where runs write, default runs/ in the repository: a checkpoint parked there can be committed),
@@ -248,10 +251,12 @@ ship() {  # ship membranes | ship nuclei RUN | ship he-nuclei RUN
     elif [ "$1" = membranes ]; then
         nice -n "$NICE" "$python" "$ROOT/workflows/ship.py" membranes "$RUNS/membranes.pt" "$RUNS/data/isbi-val" \
             "$SHIP_TO/membranes.pt"
-    else
+    else  # nuclei or nuclei-general: a generalist run carries the generalist's data and terms either way
         [ -f "$RUNS/$2.selected.pt" ] || die "no $RUNS/$2.selected.pt: run 'models.sh select $2' first"
-        nice -n "$NICE" "$python" "$ROOT/workflows/ship.py" nuclei "$RUNS/$2.selected.pt" "$RUNS/data/GUARD10" \
-            "$SHIP_TO/nuclei.pt"
+        local facts=nuclei
+        case $2 in nuclei-general-*) facts=nuclei-general ;; esac
+        nice -n "$NICE" "$python" "$ROOT/workflows/ship.py" "$facts" "$RUNS/$2.selected.pt" "$RUNS/data/GUARD10" \
+            "$SHIP_TO/$1.pt"
     fi
 }
 
@@ -262,8 +267,9 @@ park) [ $# -eq 2 ] || die "usage: models.sh park RUN"; park "$2" ;;
 clean) [ $# -eq 2 ] || die "usage: models.sh clean RUN"; clean "$2" ;;
 select) [ $# -ge 2 ] || die "usage: models.sh select RUN [MODEL...]"; shift; select_nuclei "$@" ;;
 evaluate) [ $# -eq 2 ] || die "usage: models.sh evaluate RUN"; evaluate_membranes "$2" ;;
-ship) { [ "${2:-}" = membranes ] && [ $# -eq 2 ]; } || { [[ "${2:-}" =~ ^(nuclei|he-nuclei)$ ]] && [ $# -eq 3 ]; } ||
-          die "usage: models.sh ship membranes | ship nuclei RUN | ship he-nuclei RUN"; shift; ship "$@" ;;
+ship) { [ "${2:-}" = membranes ] && [ $# -eq 2 ]; } || { [[ "${2:-}" =~ ^(nuclei|nuclei-general|he-nuclei)$ ]] && [ $# -eq 3 ]; } ||
+          die "usage: models.sh ship membranes | ship nuclei RUN | ship nuclei-general RUN | ship he-nuclei RUN"
+      shift; ship "$@" ;;
 ""|-h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0" | sed 's/^# \{0,1\}//' ;;
 *) train "$@" ;;
 esac

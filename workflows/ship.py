@@ -4,6 +4,7 @@
     python workflows/ship.py nuclei SELECTED_MODEL GUARD_FOLDER OUT
     python workflows/ship.py facts NAME MODEL OUT
     python workflows/ship.py he-nuclei SELECTED_MODEL SELECTION_FOLDER OUT
+    python workflows/ship.py nuclei-general SELECTED_MODEL GUARD_FOLDER OUT
 
 Every shipped file carries its model's facts (`FACTS`, one entry per shipped
 model): the training data and its terms, the pixel size the data documents, and
@@ -39,7 +40,7 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from biounet.model.training_data import BBBC039, ISBI2012, MONUSEG, TrainingData
+from biounet.model.training_data import BBBC039, BBBC039_DSB2018, ISBI2012, MONUSEG, TrainingData
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +53,7 @@ class Facts:
 
     data: TrainingData
     pixel_size: float | None
-    labels: str
+    labels: str | None  # None: the diameter `biounet train` recorded stands
     first: int | None = None
     exclude: tuple[str, ...] = ()  # label files (stems) that did not train it
 
@@ -66,6 +67,10 @@ FACTS = {
     # MoNuSeg: 40x TCGA tiles, 0.2456-0.2527 um/px; trained on the tiles outside the selection folder
     # (MONU-SEL8 in models.sh), which `he_nuclei` leaves out.
     "he-nuclei": Facts(MONUSEG, 0.25, "monuseg/train/labels"),
+    # The generalist: BBBC039 train and DSB2018's dark-background fluorescence (GENERAL-TRAIN in models.sh,
+    # a selection of dsb2018/train by its manifest), whose median diameter `biounet train` measured;
+    # DSB2018 documents no pixel size.
+    "nuclei-general": Facts(BBBC039_DSB2018, None, None),
 }
 
 
@@ -86,8 +91,8 @@ def training_diameter(facts: Facts, ignore: int | None = None) -> float:
 
 def with_facts(spec, facts: Facts):
     """`spec` with the training data, pixel size and training labels' median object diameter of `facts`."""
-    return replace(spec, training_data=facts.data, pixel_size=facts.pixel_size,
-                   diameter=training_diameter(facts, spec.provenance.get("ignore")))
+    diameter = spec.diameter if facts.labels is None else training_diameter(facts, spec.provenance.get("ignore"))
+    return replace(spec, training_data=facts.data, pixel_size=facts.pixel_size, diameter=diameter)
 
 
 def scores(model: str, folder: str):
@@ -114,7 +119,15 @@ def membranes(model: str, val: str, out: str) -> None:
           f"{len(table.rows)} slices); {Path(out).stat().st_size / 2**20:.1f} MB")
 
 
-def nuclei(model: str, guard: str, out: str) -> None:
+CHOSEN_ON = {
+    "nuclei": "bbbc039/val: the first 40 images sorted by name (VAL40), checkpoint cross-fitted",
+    "nuclei-general": "bbbc039/val VAL40 and dsb2018/val's dark-background fluorescence (81 images), "
+                      "checkpoint cross-fitted",
+}
+
+
+def nuclei(model: str, guard: str, out: str, name: str = "nuclei") -> None:
+    """A nuclei run's selected model with `name`'s facts and its scores on GUARD10."""
     from biounet.evaluate.tune import headline
     from biounet.model.file import load_model, save_model
 
@@ -122,12 +135,15 @@ def nuclei(model: str, guard: str, out: str) -> None:
     net, spec = load_model(model)
     provenance = dict(spec.provenance)
     tuned = dict(provenance.get("postprocess_tuned_on") or {})
-    tuned["images"] = "bbbc039/val: the first 40 images sorted by name (VAL40), checkpoint cross-fitted"
+    tuned["images"] = CHOSEN_ON[name]
     provenance["postprocess_tuned_on"] = tuned
     held_out = headline(table.summary)
     provenance["held_out"] = {"images": "bbbc039/val: the last 10 images sorted by name (GUARD10)",
                               "count": len(table.rows), **held_out}
-    save_model(out, net, replace(with_facts(spec, FACTS["nuclei"]), provenance=provenance))
+    if name == "nuclei-general":
+        provenance["images"] = provenance["labels"] = "bbbc039/train + dsb2018/train dark-background fluorescence"
+        provenance["val_images"] = provenance["val_labels"] = "bbbc039/val VAL10 + 10 of dsb2018/val fluorescence"
+    save_model(out, net, replace(with_facts(spec, FACTS[name]), provenance=provenance))
     figures = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in held_out.items())
     print(f"wrote {out}: on the {len(table.rows)} held-out images {figures}; "
           f"{Path(out).stat().st_size / 2**20:.1f} MB")
@@ -164,7 +180,8 @@ def add_facts(name: str, model: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    steps = {"membranes": membranes, "nuclei": nuclei, "facts": add_facts, "he-nuclei": he_nuclei}
+    steps = {"membranes": membranes, "nuclei": nuclei, "facts": add_facts, "he-nuclei": he_nuclei,
+             "nuclei-general": lambda *a: nuclei(*a, name="nuclei-general")}
     if len(sys.argv) != 5 or sys.argv[1] not in steps:
         sys.exit(__doc__.split("\n\n")[1].strip())
     steps[sys.argv[1]](*sys.argv[2:])

@@ -79,6 +79,8 @@ TRAKEM2 = Citation("Cardona, A. et al.: TrakEM2 Software for Neural Circuit Reco
                    "(2012).", "10.1371/journal.pone.0038011")
 ISBI_CHALLENGE = Citation("Arganda-Carreras, I. et al.: Crowdsourcing the creation of image segmentation algorithms "
                           "for connectomics. Front. Neuroanat. 9, 142 (2015).", "10.3389/fnana.2015.00142")
+CAICEDO_2019_DSB = Citation("Caicedo, J.C. et al.: Nucleus segmentation across imaging experiments: the 2018 Data "
+                            "Science Bowl. Nature Methods 16, 1247-1253 (2019).", "10.1038/s41592-019-0612-7")
 KUMAR_2017 = Citation("Kumar, N. et al.: A Dataset and a Technique for Generalized Nuclear Segmentation for "
                       "Computational Pathology. IEEE TMI 36(7), 1550-1560 (2017).", "10.1109/TMI.2017.2677499")
 KUMAR_2020 = Citation("Kumar, N. et al.: A Multi-Organ Nucleus Segmentation Challenge. IEEE TMI 39(5), 1380-1391 "
@@ -89,6 +91,14 @@ BBBC039 = TrainingData(
     "CC0 1.0 (public domain dedication): no restriction; cite Caicedo et al. 2019 and the Broad Bioimage "
     "Benchmark Collection (Ljosa et al. 2012).",
     (CAICEDO_2019, LJOSA_2012))
+
+# The generalist nuclei models: BBBC039's training images and the dark-background fluorescence of the
+# 2018 Data Science Bowl's stage-1 training set (BBBC038v1, with the community's mask fixes), both CC0.
+BBBC039_DSB2018 = TrainingData(
+    "BBBC039 + DSB2018 stage 1 (fluorescence)", "CC0-1.0",
+    "CC0 1.0 (public domain dedication) for both: no restriction; cite Caicedo et al. 2019 (both papers) and "
+    "the Broad Bioimage Benchmark Collection (Ljosa et al. 2012).",
+    (CAICEDO_2019, CAICEDO_2019_DSB, LJOSA_2012))
 
 # No SPDX licence: its owners allow non-commercial segmentation software and ask for two citations.
 # Weights trained on it take CC-BY-NC-4.0, the SPDX licence bioimage.io accepts that says exactly that
