@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from biounet import __version__
+from biounet.model.names import SHIPPED  # torch-free
 from biounet.plan.options import PRECISIONS, TTA_MODES  # torch-free
 
 EXIT_USAGE = 2
@@ -45,7 +46,7 @@ USER_ERRORS = {
 
 TTA_HELP = ("Test-time augmentation: the network's output averaged over flipped tiles (flips: 4 runs) or "
             "flipped and transposed ones (d4: 8 runs, as the U-Net paper's rotations).")
-MODEL_HELP = ("a shipped model's name (nuclei, membranes, he-nuclei), a model file or a bioimage.io package (.zip, "
+MODEL_HELP = (f"a shipped model's name ({', '.join(SHIPPED)}), a model file or a bioimage.io package (.zip, "
               "rdf.yaml or its folder); a path wins over a name")
 
 
@@ -758,8 +759,11 @@ def evaluate(labels: Path, pred, model, weights, images, csv_path, membrane, ign
               help="Choose the setting (and model) with the best average F1, AJI or PQ (means over the images).")
 @click.option("--tta", type=click.Choice(TTA_MODES), default="none", show_default=True, help=TTA_HELP)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--progress/--no-progress", default=None,
+              help="A progress bar on stderr (settings x images scored, with the rate); default: when stderr is a "
+              "terminal.")
 def tune(models: tuple[str, ...], images: Path, labels: Path, out: Path | None, cross_fit: bool, normalize_over,
-         channel, tile, overwrite, select_by, tta, device) -> None:
+         channel, tile, overwrite, select_by, tta, device, progress) -> None:
     """Choose the post-processing (smallest object, seed growth, threshold) with the best average F1 (or AJI, PQ).
 
     --cross-fit reports the honest figure instead (tuned on one half of the images, scored on the other, and
@@ -782,7 +786,7 @@ def tune(models: tuple[str, ...], images: Path, labels: Path, out: Path | None, 
                                                                         else " or pass --overwrite"))
     started = time.perf_counter()
     options = dict(device=device, channels=list(channel) or None, tile=tile, normalize_over=normalize_over, tta=tta,
-                   select_by=select_by)
+                   select_by=select_by, progress=sys.stderr.isatty() if progress is None else progress)
     metric = {"average_f1": "average F1", "aji": "AJI", "pq": "PQ"}[select_by]
     if cross_fit:
         result = tune_cross_fit(paths, images, labels, out, **options)

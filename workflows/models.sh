@@ -230,7 +230,7 @@ select_nuclei() {
     nuclei-general-*) folder=GENERAL-SEL ;;
     esac
     nice -n "$NICE" "${BIOUNET_CMD[@]}" tune "${args[@]}" --images "$RUNS/data/$folder/images" \
-        --labels "$RUNS/data/$folder/labels" --cross-fit --select-by "$by" --tta "$TTA" \
+        --labels "$RUNS/data/$folder/labels" --cross-fit --select-by "$by" --tta "$TTA" --progress \
         --out "$RUNS/$run.selected.pt" --overwrite
 }
 

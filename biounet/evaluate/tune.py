@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -51,9 +52,24 @@ def candidates(name: str, base: dict) -> list[dict]:
 Example = tuple[str, np.ndarray, np.ndarray]  # (image name, labels, network output)
 
 
-def grid_scores(name: str, settings: Sequence[dict], examples: Sequence[Example]) -> list[list[ImageScores]]:
-    """Per setting, the scores of every example (in order), as `evaluate` scores them."""
-    return [[score(n, lab, postprocess(name, out, **params)) for n, lab, out in examples] for params in settings]
+def grid_scores(name: str, settings: Sequence[dict], examples: Sequence[Example],
+                done: Callable[[int], object] | None = None) -> list[list[ImageScores]]:
+    """Per setting, the scores of every example (in order), as `evaluate` scores them; `done(n)` after
+    each setting's n examples (a progress bar's update)."""
+    rows = []
+    for params in settings:
+        rows.append([score(n, lab, postprocess(name, out, **params)) for n, lab, out in examples])
+        if done is not None:
+            done(len(examples))
+    return rows
+
+
+def _bar(progress: bool, models: int):
+    """The progress bar of a tuning run: settings x images scored, with the rate (stderr)."""
+    from tqdm import tqdm
+
+    return tqdm(total=0, desc="tune", unit=" scores", disable=not progress, file=sys.stderr, mininterval=1.0,
+                postfix=f"model 1/{models}: predicting")
 
 
 def headline(summary: dict) -> dict:
@@ -70,11 +86,11 @@ def best(rows: Sequence[dict], select_by: str = "average_f1") -> int:
 
 
 def choose(name: str, base: dict, examples: Sequence[Example],
-           select_by: str = "average_f1") -> tuple[dict, list[dict]]:
+           select_by: str = "average_f1", done: Callable[[int], object] | None = None) -> tuple[dict, list[dict]]:
     """(best parameters by `select_by`, one row per candidate) for (name, labels, network output) examples."""
     settings = candidates(name, base)
     rows = [{**params, **headline(summarize(scores))}
-            for params, scores in zip(settings, grid_scores(name, settings, examples))]
+            for params, scores in zip(settings, grid_scores(name, settings, examples, done))]
     return settings[best(rows, select_by)], rows
 
 
@@ -180,18 +196,21 @@ def _tuned_on(images_dir, count: int, row: dict, select_by: str) -> dict:
 def tune(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: str | os.PathLike,
          out: str | os.PathLike, *, device: str = "auto", channels: Sequence[int] | None = None,
          tile: int | None = None, normalize_over: str | None = None, tta: str = "none",
-         select_by: str = "average_f1") -> tuple[dict, list[dict]]:
+         select_by: str = "average_f1", progress: bool = False) -> tuple[dict, list[dict]]:
     """Write `model` with the post-processing that scores best on the images (by `select_by`: average_f1, aji
     or pq) to `out`.
 
     Returns (chosen parameters, rows of every candidate). The images are
     normalised as `evaluate` does (`normalize_over`, then also stored in the
     copy); the choice is recorded in the model's provenance. `tta` is the test-time
-    augmentation to tune for (`biounet.predict.tta`; not stored in the copy).
+    augmentation to tune for (`biounet.predict.tta`; not stored in the copy). `progress`: a bar on stderr.
     """
-    net, spec, post, base, examples = _examples(model, images_dir, labels_dir, device=device, channels=channels,
-                                                tile=tile, normalize_over=normalize_over, tta=tta)
-    chosen, rows = choose(post, base, examples, select_by)
+    with _bar(progress, 1) as bar:
+        net, spec, post, base, examples = _examples(model, images_dir, labels_dir, device=device, channels=channels,
+                                                    tile=tile, normalize_over=normalize_over, tta=tta)
+        bar.total = len(candidates(post, base)) * len(examples)
+        bar.set_postfix_str("model 1/1: scoring")
+        chosen, rows = choose(post, base, examples, select_by, bar.update)
     row = rows[best(rows, select_by)]
     save_tuned(out, net, spec, post, chosen, _tuned_on(images_dir, len(examples), row, select_by), normalize_over)
     return chosen, rows
@@ -200,7 +219,8 @@ def tune(model: str | os.PathLike, images_dir: str | os.PathLike, labels_dir: st
 def tune_cross_fit(models: str | os.PathLike | Sequence[str | os.PathLike], images_dir: str | os.PathLike,
                    labels_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, device: str = "auto",
                    channels: Sequence[int] | None = None, tile: int | None = None,
-                   normalize_over: str | None = None, tta: str = "none", select_by: str = "average_f1") -> CrossFit:
+                   normalize_over: str | None = None, tta: str = "none", select_by: str = "average_f1",
+                   progress: bool = False) -> CrossFit:
     """Two-fold cross-fitted tuning on a validation folder (see `CrossFit` and `halves`), choosing by
     `select_by` (average_f1, aji or pq).
 
@@ -212,22 +232,28 @@ def tune_cross_fit(models: str | os.PathLike | Sequence[str | os.PathLike], imag
     chosen on all the images (what `tune` writes) are written there too.
     Normalisation statistics are those `evaluate` takes (of the whole folder
     for a folder-normalised model): they come from the images, never from labels.
-    `tta`: the networks' test-time augmentation (`biounet.predict.tta`).
+    `tta`: the networks' test-time augmentation (`biounet.predict.tta`). `progress`: a bar on stderr
+    (settings x images scored, which model).
     """
     paths = [models] if isinstance(models, (str, os.PathLike)) else list(models)
     labels = [Path(p).name for p in paths]
     if len(set(labels)) < len(labels):
         labels = [str(p) for p in paths]
     settings, scores, names, posts = [], [], None, []
-    for i, path in enumerate(paths):
-        _, spec, post, base, examples = _examples(path, images_dir, labels_dir, device=device, channels=channels,
-                                                  tile=tile, normalize_over=normalize_over, tta=tta)
-        grid = candidates(post, base)
-        scores += grid_scores(post, grid, examples)
-        settings += [{"model": labels[i], **p} for p in grid] if len(paths) > 1 else grid
-        posts += [(i, post)] * len(grid)
-        names = [n for n, _, _ in examples]
-        del examples
+    with _bar(progress, len(paths)) as bar:
+        for i, path in enumerate(paths):
+            bar.set_postfix_str(f"model {i + 1}/{len(paths)}: predicting")
+            _, spec, post, base, examples = _examples(path, images_dir, labels_dir, device=device,
+                                                      channels=channels, tile=tile, normalize_over=normalize_over,
+                                                      tta=tta)
+            grid = candidates(post, base)
+            bar.total = bar.n + (len(paths) - i) * len(grid) * len(examples)  # the same grid for those to come
+            bar.set_postfix_str(f"model {i + 1}/{len(paths)}: scoring")
+            scores += grid_scores(post, grid, examples, bar.update)
+            settings += [{"model": labels[i], **p} for p in grid] if len(paths) > 1 else grid
+            posts += [(i, post)] * len(grid)
+            names = [n for n, _, _ in examples]
+            del examples
     result = cross_fit_grid(settings, scores, names, select_by)
     if out is not None:
         k = settings.index(result.in_sample_params)

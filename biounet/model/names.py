@@ -1,4 +1,4 @@
-"""Models by name: `--model nuclei|membranes|he-nuclei|PATH`.
+"""Models by name: `--model nuclei|membranes|he-nuclei|nuclei-general|PATH`.
 
 The package ships model files in `biounet/weights/NAME.pt`. A model argument
 is resolved in this order:
@@ -26,10 +26,11 @@ SHIPPED: dict[str, str] = {
     "nuclei": "fluorescent nuclei (BBBC039: U2OS, Hoechst), instances",
     "membranes": "neuronal membranes in serial-section EM (ISBI 2012), cell interiors",
     "he-nuclei": "nuclei in H&E brightfield (MoNuSeg), instances; the default for RGB brightfield slides",
+    "nuclei-general": "fluorescent nuclei of many labs (BBBC039 + DSB2018 fluorescence, scales 0.5-2x), instances",
 }
 DEFAULT = "nuclei"
 # name -> what its objects are called in QuPath (`biounet export-geojson`'s default class)
-OBJECTS: dict[str, str] = {"nuclei": "Nucleus", "membranes": "Cell", "he-nuclei": "Nucleus"}
+OBJECTS: dict[str, str] = {"nuclei": "Nucleus", "membranes": "Cell", "he-nuclei": "Nucleus", "nuclei-general": "Nucleus"}
 
 
 class ModelNameError(ValueError):

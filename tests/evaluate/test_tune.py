@@ -140,3 +140,16 @@ def test_encoder_model_is_tuned_and_evaluated(fields, tiny_encoder_model, tmp_pa
     summary = evaluate(fields / "labels", model=out, images_dir=fields / "images", device="cpu").summary
     assert summary["average_f1"] == pytest.approx(spec.provenance["postprocess_tuned_on"]["average_f1"])
     assert "ALL (3)" in r.output
+
+
+def test_progress_counts_every_setting_scored_on_every_image(fields, tiny_model, capsys):
+    """Long tuning runs (a run's snapshots on a hundred images) show how far they are: the bar counts
+    settings x images over all the models, and says which model it is on."""
+    from biounet.evaluate.tune import tune_cross_fit
+
+    tune_cross_fit([tiny_model, tiny_model], fields / "images", fields / "labels", device="cpu", progress=True)
+    err = capsys.readouterr().err
+    total = 2 * len(candidates("components", {"threshold": 0.5, "min_size": 10})) * 3
+    assert f"{total}/{total}" in err and "model 2/2: scoring" in err and "scores/s" in err
+    tune_cross_fit(tiny_model, fields / "images", fields / "labels", device="cpu")
+    assert capsys.readouterr().err == ""  # off unless asked
