@@ -536,7 +536,7 @@ def _echo_summary(summary: dict, as_json: bool) -> None:
               "imposes on its weights, e.g. CC-BY-NC-4.0 for the membranes model, else BSD-3-Clause).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing package.")
 def export(model: str, output: Path, test_image, documentation, name, authors, license_, overwrite) -> None:
-    """Write MODEL (a model file, or a shipped model's name: nuclei, membranes) as a bioimage.io
+    """Write MODEL (a model file, or a shipped model's name: nuclei, membranes, he-nuclei, nuclei-general) as a bioimage.io
     (BioImage Model Zoo) package: pytorch_state_dict and torchscript weights, test tensors from a
     real image, biounet's post-processing in its config."""
     from biounet.model.names import resolve_model
