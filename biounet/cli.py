@@ -628,6 +628,9 @@ ENCODER_FIXED = ("depth", "padding", "batch_norm")  # set by --encoder
               "(use --value-range 0 255).")
 @click.option("--zoom", type=(float, float), help="Scale augmentation: a random magnification, log-uniform "
               "between LOW and HIGH (e.g. 0.7 1.4), for objects of other sizes.")
+@click.option("--targets-after-warp", is_flag=True, help="Warp the instance ids and compute the binary or 3class "
+              "target from them, so that boundaries and separation lines stay 1 px at any --zoom (default: warp "
+              "the target, as earlier runs did).")
 @click.option("--pixel-size", type=float, help="The images' pixel size in um/px, recorded in the model so that "
               "`segment` runs it at that scale.")
 @click.option("--channel", type=int, multiple=True, help="Input channel index (repeat for several).")
@@ -646,7 +649,7 @@ ENCODER_FIXED = ("depth", "padding", "batch_norm")  # set by --encoder
 @click.option("--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.pass_context
 def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over, value_range, color_augment, zoom,
-          resume, quiet: bool, **options) -> None:
+          targets_after_warp: bool, resume, quiet: bool, **options) -> None:
     """Train a U-Net on annotated images (elastic deformation, weighted border loss)."""
     from click.core import ParameterSource
 
@@ -676,8 +679,9 @@ def train(ctx: click.Context, no_augment: bool, intensity_scale, normalize_over,
 
     augment = {"scale_range": list(intensity_scale) if intensity_scale else None,
                "color": dict(HE_COLOR) if color_augment == "he" else None,
-               "zoom_range": list(zoom) if zoom else None}
-    for key, flag in (("scale_range", "--intensity-scale"), ("color", "--color-augment"), ("zoom_range", "--zoom")):
+               "zoom_range": list(zoom) if zoom else None, "targets_after_warp": True if targets_after_warp else None}
+    for key, flag in (("scale_range", "--intensity-scale"), ("color", "--color-augment"), ("zoom_range", "--zoom"),
+                      ("targets_after_warp", "--targets-after-warp")):
         if augment[key] is None:
             continue
         if config.augment is None:  # on resume, a changed setting is refused as another run

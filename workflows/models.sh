@@ -136,6 +136,8 @@ run_spec() {
     case $1 in
     nuclei-general-ft) echo "generalist fluorescence nuclei: the shipped nuclei model fine-tuned on BBBC039 train and \
 DSB2018's dark-background fluorescence (351), scale augmentation 0.5-2x|6000|500|1000|$GENERAL --init nuclei --lr 3e-4 --seed 27" ;;
+    nuclei-general-aw) echo "generalist fluorescence nuclei: nuclei-general-ft with its 3class targets computed after the \
+warp, so boundaries stay 1 px at any zoom|6000|500|1000|$GENERAL --init nuclei --lr 3e-4 --seed 27 --targets-after-warp" ;;
     nuclei-general-w16) echo "generalist fluorescence nuclei: as nuclei-general-ft, from scratch|6000|500|1000|$GENERAL \
 --lr 1e-3 --seed 27" ;;
     he-w16) echo "H&E nuclei: MoNuSeg 22 training tiles, 3class, width 16, from scratch, H&E colour augmentation|\
@@ -164,7 +166,7 @@ $NUCLEI --target binary --width 16 --lr 1e-3 --seed 19" ;;
     *) return 1 ;;
     esac
 }
-RUN_NAMES="membranes membranes-w32 nuclei-3class-w32 nuclei-3class-w16 nuclei-binary-w16 nuclei-distance-w16 nuclei-longer nuclei-longer2 nuclei-general-ft nuclei-general-w16 he-w16 he-w16-dsb he-w32"
+RUN_NAMES="membranes membranes-w32 nuclei-3class-w32 nuclei-3class-w16 nuclei-binary-w16 nuclei-distance-w16 nuclei-longer nuclei-longer2 nuclei-general-ft nuclei-general-aw nuclei-general-w16 he-w16 he-w16-dsb he-w32"
 
 field() { run_spec "$1" | cut -d'|' -f"$2"; }
 checkpoint() { echo "$RUNS/$1.pt.ckpt"; }

@@ -50,6 +50,9 @@ class AugmentParams:
     """Scale factor, log-uniform (> 1 magnifies): objects of other sizes; (1, 1) = off."""
     color: dict | None = None
     """Colour changes of RGB brightfield images in [0, 1] (`random_color`'s keywords); None = off."""
+    targets_after_warp: bool = False
+    """Warp the instance ids and compute the class target from them (boundaries and separation
+    lines stay 1 px at any zoom), instead of warping the class target (earlier runs)."""
 
 
 HE_COLOR = {"stain_scale": 0.2, "stain_shift": 0.05, "hue_deg": 10.0, "saturation": 0.25, "blur_sigma": 1.5,

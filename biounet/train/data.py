@@ -71,6 +71,7 @@ from biounet.train.targets import (
     separate_touching,
     three_class_target,
 )
+from biounet.train.warped_targets import class_target_from_instances, class_weight_map
 from biounet.train.weights import border_cutoff, border_term, cached_weight_map, class_weights, weight_map
 
 LAZY_PIXELS = 2**26
@@ -126,10 +127,15 @@ class TargetSpec:
     labels: str = "auto"
     w0: float = 10.0
     sigma: float = 5.0
+    instances: bool = False
+    """Also keep the instance ids, border term and class weights (`Targets`), so that a class
+    target can be computed again after warping (`AugmentParams.targets_after_warp`)."""
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise DataError(f"unknown target {self.target!r}; choose from {', '.join(TARGETS)}")
+        if self.instances and self.target == "distance":
+            raise DataError("targets after the warp are for the binary and 3class targets, not distance")
         if self.labels not in ("auto", "instances", "classes"):
             raise DataError(f"labels must be auto, instances or classes, got {self.labels!r}")
 
@@ -142,6 +148,14 @@ class Targets:
     weight: np.ndarray  # float32 loss weight, 0 where ignored
     mask: np.ndarray  # bool: annotated
     foreground: np.ndarray  # bool: annotated foreground (for foreground-biased sampling)
+    instances: np.ndarray | None = None  # int32 ids, INTERNAL_IGNORE where unannotated (TargetSpec.instances)
+    border: np.ndarray | None = None  # float32 border term of eq. 2 at every pixel (likewise)
+    per_class: np.ndarray | None = None  # float32 class weights w_c (likewise)
+
+    def crop(self, cut) -> Targets:
+        """These targets with `cut` applied to every per-pixel array."""
+        arrays = {k: None if v is None else cut(v) for k, v in vars(self).items() if k != "per_class"}
+        return Targets(**arrays, per_class=self.per_class)
 
 
 def make_targets(labels: np.ndarray, spec: TargetSpec, cache: bool = False,
@@ -152,6 +166,8 @@ def make_targets(labels: np.ndarray, spec: TargetSpec, cache: bool = False,
     """
     inst = to_instances(labels, spec.ignore, spec.labels)
     ign = INTERNAL_IGNORE
+    if spec.instances:
+        return _instance_targets(inst, spec, weights)
     if spec.target == "binary":
         target = binary_target(inst, ignore=ign)
         make = cached_weight_map if cache else weight_map
@@ -176,6 +192,26 @@ def make_targets(labels: np.ndarray, spec: TargetSpec, cache: bool = False,
         weight = mask.astype(np.float32)
         foreground = target > 0
     return Targets(target, weight, mask, foreground)
+
+
+def _instance_targets(inst: np.ndarray, spec: TargetSpec, weights: Sequence[float] | None) -> Targets:
+    """`make_targets` of a class target that also keeps what computing it again needs."""
+    ign = INTERNAL_IGNORE
+    separated = separate_touching(inst, ignore=ign)
+    if spec.target == "binary":
+        target, classes = binary_target(inst, ignore=ign), 2
+    else:
+        target, classes = three_class_target(inst, ignore=ign), 3
+    per_class = class_weights(target, classes) if weights is None else np.asarray(weights, np.float64)
+    border = (border_term(separated, w0=spec.w0, sigma=spec.sigma) if spec.w0 > 0
+              else np.zeros(inst.shape, np.float32))
+    mask = target != IGNORE_INDEX
+    weight = per_class[np.minimum(target, classes - 1)].astype(np.float32)
+    background = target == 0
+    weight[background] += border[background]
+    weight[~mask] = 0.0
+    return Targets(target, weight, mask, mask & ~background, inst.astype(np.int32), border.astype(np.float32),
+                   per_class.astype(np.float32))
 
 
 # ---------------------------------------------------------------- sources
@@ -217,9 +253,8 @@ class ArraySource:
         return self.image.shape[0]
 
     def window(self, y0: int, y1: int, x0: int, x1: int) -> tuple[np.ndarray, Targets]:
-        t = self.targets
         crop = lambda a: _mirror(a, self.shape, y0, y1, x0, x1)  # noqa: E731
-        return crop(self.image), Targets(crop(t.target), crop(t.weight), crop(t.mask), crop(t.foreground))
+        return crop(self.image), self.targets.crop(crop)
 
     def check(self, y0: int, y1: int, x0: int, x1: int) -> tuple[bool, bool]:
         return (bool(_mirror(self.targets.mask, self.shape, y0, y1, x0, x1).any()),
@@ -334,9 +369,7 @@ class LazySource:
         r = self.reach
         grown = make_targets(self._read(labels, y0 - r, y1 + r, x0 - r, x1 + r), self.spec,
                              weights=self.class_weights)
-        crop = lambda a: a[r : r + y1 - y0, r : r + x1 - x0]  # noqa: E731
-        targets = Targets(crop(grown.target), crop(grown.weight), crop(grown.mask), crop(grown.foreground))
-        return normalize(raw, self.stats), targets
+        return normalize(raw, self.stats), grown.crop(lambda a: a[r : r + y1 - y0, r : r + x1 - x0])
 
     def check(self, y0: int, y1: int, x0: int, x1: int) -> tuple[bool, bool]:
         _, labels = self.arrays()
@@ -442,36 +475,45 @@ class PatchDataset(IterableDataset):
                 break
         return k, oy - self.margin, ox - self.margin
 
-    def raw(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    @property
+    def after_warp(self) -> bool:
+        """Whether class targets are computed from the warped instance ids."""
+        return self.augment is not None and self.augment.targets_after_warp
+
+    def raw(self, index: int) -> tuple:
         """Batch number `index` before augmentation: (image, target, weight, mask) of whole
-        input tiles (target uint8 classes or float32 distance) and its augmentation seed."""
+        input tiles (target uint8 classes or float32 distance) and its augmentation seed.
+        With `after_warp`: (image, instance ids, border term, mask, seed, class weights (B, classes))."""
         rng = batch_seed(self.seed, index)
         places = [self.sample(rng) for _ in range(self.batch_size)]
         seed = int(rng.integers(2**63 - 1))
         t = self.tile
         parts = [self.sources[k].window(y0, y0 + t, x0, x0 + t) for k, y0, x0 in places]
         image = torch.from_numpy(np.stack([p[0] for p in parts]).astype(np.float32, copy=False))
+        if self.after_warp:
+            stack = lambda name: torch.from_numpy(np.stack([getattr(p[1], name) for p in parts]))  # noqa: E731
+            return (image, stack("instances").long(), stack("border"), stack("mask"), seed, stack("per_class"))
         target = torch.from_numpy(np.stack([p[1].target for p in parts]))
         weight = torch.from_numpy(np.stack([p[1].weight for p in parts]).astype(np.float32, copy=False))
         mask = torch.from_numpy(np.stack([p[1].mask for p in parts]))
         return image, target, weight, mask, seed
 
     def finish(self, image: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor,
-               seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+               seed: int, per_class: torch.Tensor | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """A raw batch augmented (on the tensors' device) and its targets cut to the output:
         (image, target, weight, mask). Random numbers come from a CPU generator seeded with
         `seed`, so the batch does not depend on where this runs."""
         generator = torch.Generator().manual_seed(seed)
-        m, o, t = self.margin, self.out, self.tile
+        m, o = self.margin, self.out
+        if per_class is not None:
+            return self._finish_after_warp(image, target, weight, generator, per_class)
         if self.augment is None:
             centre = lambda x: x[:, m : m + o, m : m + o].contiguous()  # noqa: E731
             target, weight, mask = centre(target), centre(weight), centre(mask)
         else:
             a = self.augment
-            grid = random_warp_grid(
-                len(image), t, t, generator, sigma=a.sigma, points=a.points, max_rotation_deg=a.max_rotation_deg,
-                flips=a.flips, rot90=a.rot90, zoom_range=a.zoom_range, device=image.device,
-            )
+            grid = self._warp_grid(len(image), generator, image.device)
             image, _, _ = apply_warp(image, None, None, grid, image_mode=a.image_mode)
             inner = grid[:, m : m + o, m : m + o].contiguous()
             if self.target == "distance":
@@ -486,6 +528,31 @@ class PatchDataset(IterableDataset):
         if self.target != "distance":
             target = target.long()
         return image.contiguous(), target, weight, mask
+
+    def _warp_grid(self, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        a, t = self.augment, self.tile
+        return random_warp_grid(
+            n, t, t, generator, sigma=a.sigma, points=a.points, max_rotation_deg=a.max_rotation_deg,
+            flips=a.flips, rot90=a.rot90, zoom_range=a.zoom_range, device=device,
+        )
+
+    def _finish_after_warp(self, image: torch.Tensor, ids: torch.Tensor, border: torch.Tensor,
+                           generator: torch.Generator, per_class: torch.Tensor) -> tuple:
+        """`finish` with the class target computed from the warped ids. The ids are warped one
+        pixel beyond the output on each side (where the tile has it), so that the boundaries at
+        the output's edge see their outer neighbours."""
+        m, o = self.margin, self.out
+        ring = min(1, m)
+        grid = self._warp_grid(len(image), generator, image.device)
+        image, _, _ = apply_warp(image, None, None, grid, image_mode=self.augment.image_mode)
+        around = grid[:, m - ring : m + o + ring, m - ring : m + o + ring].contiguous()
+        _, ids, border = apply_warp(None, ids, border, around)
+        image = augment_images(image, generator, self.augment)
+        target = class_target_from_instances(ids, self.target, INTERNAL_IGNORE)
+        keep = lambda x: x[:, ring : ring + o, ring : ring + o].contiguous()  # noqa: E731
+        target, border = keep(target), keep(border)
+        weight = class_weight_map(target, per_class, border)
+        return image.contiguous(), target.long(), weight, target != IGNORE_INDEX
 
     def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Batch number `index`: (image, target, weight, mask)."""

@@ -500,7 +500,9 @@ def train(config: TrainConfig) -> Path:
         tune_malloc()
         torch.set_num_threads(cpu_threads())
     precision = run_precision(config.precision, device)
-    spec_t = TargetSpec(config.target, config.ignore, config.labels_kind, config.w0, config.sigma)
+    params = config.augment_params()
+    spec_t = TargetSpec(config.target, config.ignore, config.labels_kind, config.w0, config.sigma,
+                        instances=params is not None and params.targets_after_warp)
     sources = load_sources(config.images, config.labels, spec_t, config.normalization, config.channels)
     examples = load_examples(config.val_images, config.val_labels, config.channels) if config.val_images else []
     val_stats = folder_stats((ex.image.reshape(ex.image.shape[0], -1) for ex in examples), config.normalization) \
@@ -556,7 +558,7 @@ def train(config: TrainConfig) -> Path:
             raise CheckpointError(f"{config.resume}: data stream position does not match the iteration")
 
     dataset = PatchDataset(sources, tile, out_size, config.batch_size, seed=config.seed, start=iteration,
-                           target=config.target, augment=config.augment_params(),
+                           target=config.target, augment=params,
                            foreground_bias=config.foreground_bias, sparse=config.ignore is not None,
                            raw_batches=config.augment_on == "device")
 
@@ -603,8 +605,7 @@ def train(config: TrainConfig) -> Path:
         while iteration < config.iterations and not (config.time_budget is not None and cpu >= config.time_budget):
             batch = next(batches)
             if dataset.raw_batches:  # augmentation on the training device
-                *raw, seed = batch
-                batch = dataset.finish(*(t.to(device, non_blocking=True) for t in raw), seed)
+                batch = dataset.finish(*(t.to(device, non_blocking=True) if torch.is_tensor(t) else t for t in batch))
             x, target, weight, mask = (t.to(device, non_blocking=True) for t in batch)
             x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device.type, precision):

@@ -17,6 +17,7 @@ from biounet.plan.gpu import choose_precision
 from biounet.plan.options import PRECISIONS
 from biounet.read.files import DataError
 from biounet.train import loop
+from biounet.train.augment import AugmentParams
 from biounet.train.data import PatchDataset, TargetSpec, array_source, loader_options, make_loader
 from biounet.train.loop import (
     TrainConfig,
@@ -144,6 +145,15 @@ def test_raw_batches_finish_to_the_same_batch():
         for i, raw in enumerate(raws):
             for a, b in zip(ds.finish(*raw), ds.batch(i)):
                 assert a.dtype == b.dtype and torch.equal(a, b), target
+    # targets computed after the warp: the raw batch carries ids, border term and class weights
+    src = array_source("a", image[None], labels, TargetSpec("3class", instances=True),
+                       {"method": "percentile", "low": 1, "high": 99})
+    ds = PatchDataset([src], tile=60, out=44, batch_size=2, seed=4, target="3class", raw_batches=True, stop=2,
+                      augment=AugmentParams(zoom_range=(0.5, 2.0), targets_after_warp=True))
+    for i, raw in enumerate(make_loader(ds, 0)):
+        assert raw[1].dtype == torch.int64 and raw[5].shape == (2, 3)
+        for a, b in zip(ds.finish(*raw), ds.batch(i)):
+            assert a.dtype == b.dtype and torch.equal(a, b)
 
 
 def test_bf16_run(blobs, tmp_path):

@@ -232,6 +232,23 @@ def test_he_options_record_scale_range_and_colour(he_crops, tmp_path):
     assert r.returncode == 2 and "--pixel-size" in r.output
 
 
+def test_targets_after_warp_is_recorded_and_resumed(crops, tmp_path):
+    out = tmp_path / "w.pt"
+    common = ("--images", crops / "train/images", "--labels", crops / "train/labels", "--width", "4", "--tile", "220",
+              "--workers", "0", "--target", "3class", "--zoom", "0.5", "2", "--val-every", "2", "--quiet")
+    r = cli("train", *common, "--out", out, "--iterations", "2", "--targets-after-warp")
+    assert r.returncode == 0, r.output
+    assert read_checkpoint(checkpoint_path(out))["config"]["augment"]["targets_after_warp"] is True
+    r = cli("train", "--resume", checkpoint_path(out), "--iterations", "3", "--quiet")
+    assert r.returncode == 0, r.output
+    saved = read_checkpoint(checkpoint_path(out))
+    assert saved["iteration"] == 3 and saved["config"]["augment"]["targets_after_warp"] is True
+    r = cli("train", *common, "--out", tmp_path / "d.pt", "--iterations", "1", "--targets-after-warp", "--target",
+            "distance")
+    assert r.returncode != 0 and "distance" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
 def test_colour_augmentation_needs_rgb(crops, tmp_path):
     r = cli("train", "--images", crops / "train/images", "--labels", crops / "train/labels", "--out",
             tmp_path / "g.pt", "--width", "4", "--iterations", "1", "--tile", "220", "--workers", "0",
