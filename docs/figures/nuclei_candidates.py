@@ -1,12 +1,13 @@
 """Training curves of the nuclei candidates side by side: the picture in MODEL_CARD.md.
 
     python docs/figures/nuclei_candidates.py runs/nuclei-3class-w16.log.csv runs/nuclei-binary-w16.log.csv ... \
-        [-o docs/nuclei-candidates-curves.png]
+        [-o docs/nuclei-candidates-curves.png] [--val-name VAL10]
 
 Left: the training loss (a moving mean over 200 iterations; the targets' losses
 differ in kind, so compare shapes, not levels). Right: validation average F1 on
-VAL10 (the untuned post-processing each run validates with), against the
-iteration counted from the run's own start.
+the runs' validation set (`--val-name`, VAL10 by default; the untuned
+post-processing each run validates with), against the iteration counted from
+the run's own start.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("logs", nargs="+", type=Path)
     parser.add_argument("-o", "--out", type=Path, default=ROOT / "docs" / "nuclei-candidates-curves.png")
+    parser.add_argument("--val-name", default="VAL10", help="the validation set's name, for the axis")
     args = parser.parse_args()
 
     import matplotlib
@@ -50,7 +52,7 @@ def main() -> None:
         left.plot(it[window - 1:], smooth, label=name, lw=1.2)
         right.plot(vi, vf, marker="o", ms=3, label=name)
     left.set(xlabel="iteration", ylabel="training loss (moving mean)", yscale="log", title="training loss")
-    right.set(xlabel="iteration", ylabel="average F1 on VAL10 (untuned post-processing)",
+    right.set(xlabel="iteration", ylabel=f"average F1 on {args.val_name} (untuned post-processing)",
               title="validation during training")
     for ax in (left, right):
         ax.grid(alpha=0.3)
