@@ -160,26 +160,25 @@ class Targets:
 
 def make_targets(labels: np.ndarray, spec: TargetSpec, cache: bool = False,
                  weights: Sequence[float] | None = None) -> Targets:
-    """Target, weight map (paper eq. 2), mask and foreground of a label image.
+    """Target, weight map (paper eq. 2), mask and foreground of a label image; with
+    `spec.instances` also the ids, border term and class weights they came from.
 
     weights: fixed class weights w_c (default: balanced on this label image).
     """
     inst = to_instances(labels, spec.ignore, spec.labels)
     ign = INTERNAL_IGNORE
-    if spec.instances:
-        return _instance_targets(inst, spec, weights)
+    border = None
     if spec.target == "binary":
-        target = binary_target(inst, ignore=ign)
+        target, classes = binary_target(inst, ignore=ign), 2
         make = cached_weight_map if cache else weight_map
         weight = np.array(make(inst, ignore=ign, w0=spec.w0, sigma=spec.sigma, class_weights=weights),
                           dtype=np.float32)
         mask = target != IGNORE_INDEX
         foreground = target == 1
     elif spec.target == "3class":
-        target = three_class_target(inst, ignore=ign)
+        target, classes = three_class_target(inst, ignore=ign), 3
         mask = target != IGNORE_INDEX
-        per_class = class_weights(target, 3) if weights is None else np.asarray(weights, np.float64)
-        weight = per_class[np.minimum(target, 2)].astype(np.float32)
+        weight = _class_weights_of(target, classes, weights)[np.minimum(target, 2)].astype(np.float32)
         background = target == 0
         if spec.w0 > 0:
             border = border_term(separate_touching(inst, ignore=ign), w0=spec.w0, sigma=spec.sigma)
@@ -191,27 +190,18 @@ def make_targets(labels: np.ndarray, spec: TargetSpec, cache: bool = False,
         mask = inst != ign
         weight = mask.astype(np.float32)
         foreground = target > 0
-    return Targets(target, weight, mask, foreground)
+    if not spec.instances:
+        return Targets(target, weight, mask, foreground)
+    if border is None:
+        border = (border_term(separate_touching(inst, ignore=ign), w0=spec.w0, sigma=spec.sigma) if spec.w0 > 0
+                  else np.zeros(inst.shape, np.float32))
+    return Targets(target, weight, mask, foreground, inst.astype(np.int32), border.astype(np.float32),
+                   _class_weights_of(target, classes, weights).astype(np.float32))
 
 
-def _instance_targets(inst: np.ndarray, spec: TargetSpec, weights: Sequence[float] | None) -> Targets:
-    """`make_targets` of a class target that also keeps what computing it again needs."""
-    ign = INTERNAL_IGNORE
-    separated = separate_touching(inst, ignore=ign)
-    if spec.target == "binary":
-        target, classes = binary_target(inst, ignore=ign), 2
-    else:
-        target, classes = three_class_target(inst, ignore=ign), 3
-    per_class = class_weights(target, classes) if weights is None else np.asarray(weights, np.float64)
-    border = (border_term(separated, w0=spec.w0, sigma=spec.sigma) if spec.w0 > 0
-              else np.zeros(inst.shape, np.float32))
-    mask = target != IGNORE_INDEX
-    weight = per_class[np.minimum(target, classes - 1)].astype(np.float32)
-    background = target == 0
-    weight[background] += border[background]
-    weight[~mask] = 0.0
-    return Targets(target, weight, mask, mask & ~background, inst.astype(np.int32), border.astype(np.float32),
-                   per_class.astype(np.float32))
+def _class_weights_of(target: np.ndarray, classes: int, weights: Sequence[float] | None) -> np.ndarray:
+    """The given class weights w_c, or those balanced on this target."""
+    return class_weights(target, classes) if weights is None else np.asarray(weights, np.float64)
 
 
 # ---------------------------------------------------------------- sources
